@@ -1,0 +1,102 @@
+namespace Hw;
+
+/// <summary>
+/// Host physical memory, byte-addressable and sparse: a frame costs memory only once something
+/// stores non-derivable content in it (page tables, the async PF area). Data pages that the
+/// workloads merely touch stay empty; their residency is the host kernel's metadata, not bytes.
+/// Frame numbers are handed out by the host kernel's page allocator; this is only the storage.
+/// </summary>
+public interface IPhysicalMemory
+{
+    ulong ReadU64(ulong hpa);
+
+    void WriteU64(ulong hpa, ulong value);
+
+    uint ReadU32(ulong hpa);
+
+    void WriteU32(ulong hpa, uint value);
+
+    /// <summary>Detaches the content of frame <paramref name="pfn"/> (null if it never held any), leaving the frame empty.</summary>
+    byte[]? TakeFrame(ulong pfn);
+
+    /// <summary>Installs <paramref name="content"/> (or nothing) as frame <paramref name="pfn"/>'s content.</summary>
+    void PutFrame(ulong pfn, byte[]? content);
+
+    /// <summary>Number of frames that hold content.</summary>
+    int FramesWithContent { get; }
+}
+
+/// <inheritdoc cref="IPhysicalMemory"/>
+public sealed class PhysicalMemory : IPhysicalMemory
+{
+    public const int PageShift = 12;
+    public const int PageSize = 1 << PageShift;
+
+    private readonly Dictionary<ulong, byte[]> _frames = [];
+
+    public int FramesWithContent => _frames.Count;
+
+    public ulong ReadU64(ulong hpa) =>
+        _frames.TryGetValue(hpa >> PageShift, out var f) ? BitConverter.ToUInt64(f, Offset(hpa, 8)) : 0;
+
+    public void WriteU64(ulong hpa, ulong value)
+    {
+        var f = Frame(hpa, value != 0);
+        if (f is not null)
+        {
+            BitConverter.TryWriteBytes(f.AsSpan(Offset(hpa, 8)), value);
+        }
+    }
+
+    public uint ReadU32(ulong hpa) =>
+        _frames.TryGetValue(hpa >> PageShift, out var f) ? BitConverter.ToUInt32(f, Offset(hpa, 4)) : 0;
+
+    public void WriteU32(ulong hpa, uint value)
+    {
+        var f = Frame(hpa, value != 0);
+        if (f is not null)
+        {
+            BitConverter.TryWriteBytes(f.AsSpan(Offset(hpa, 4)), value);
+        }
+    }
+
+    public byte[]? TakeFrame(ulong pfn) => _frames.Remove(pfn, out var f) ? f : null;
+
+    public void PutFrame(ulong pfn, byte[]? content)
+    {
+        if (content is null)
+        {
+            _frames.Remove(pfn);
+        }
+        else
+        {
+            _frames[pfn] = content;
+        }
+    }
+
+    private byte[]? Frame(ulong hpa, bool create)
+    {
+        ulong pfn = hpa >> PageShift;
+        if (_frames.TryGetValue(pfn, out var f))
+        {
+            return f;
+        }
+        if (!create)
+        {
+            return null;
+        }
+        f = new byte[PageSize];
+        _frames[pfn] = f;
+        return f;
+    }
+
+    private static int Offset(ulong address, int size)
+    {
+        int offset = (int)(address & (PageSize - 1));
+        if (offset + size > PageSize || (offset & (size - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(address), $"unaligned {size}-byte access at {address:x}");
+        }
+        return offset;
+    }
+}

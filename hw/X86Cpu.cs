@@ -1,0 +1,764 @@
+namespace Hw;
+
+/// <summary>
+/// One x86 CPU with VMX, used as a vCPU. In root mode it belongs to the host's vCPU thread,
+/// which calls <see cref="Enter"/> (KVM's <c>vmx_vcpu_run</c>); in guest mode it executes the
+/// current <see cref="GuestContext"/> until something makes it exit. A VM exit freezes the
+/// guest context: a compute segment in flight is cut at the exit and re-armed at the next entry
+/// (its end event is cancelled through the generation stamp of <see cref="SimEvent"/>).
+/// </summary>
+public sealed class X86Cpu
+{
+    private const ulong PteFrameMask = 0x000F_FFFF_FFFF_F000UL;
+
+    private readonly EventLoop _loop;
+    private readonly IPhysicalMemory _ram;
+    private readonly CostModel _costs;
+    private readonly SimTimer _segmentEnd;
+    private readonly SimTimer _entryTimer;
+    private readonly SimTimer _exitTimer;
+    private readonly ExitSource _exitSource = new();
+    private readonly Dictionary<ulong, ulong> _tlb = [];
+
+    private long _debt;
+    private long _segmentStart = -1;
+    private long _segmentLength;
+    private SegmentOwner _segmentOwner;
+    private int _segmentStores;
+    private bool _inStep;
+    private bool _again;
+    private bool _kickPending;
+    private EventInjection? _pendingInjection;
+
+    private enum SegmentOwner
+    {
+        Debt,
+        Kernel,
+        User,
+    }
+
+    public X86Cpu(int id, EventLoop loop, IPhysicalMemory ram, CostModel costs)
+    {
+        Id = id;
+        _loop = loop;
+        _ram = ram;
+        _costs = costs;
+        _segmentEnd = new SimTimer(SegmentEnded);
+        _entryTimer = new SimTimer(Entered);
+        _exitTimer = new SimTimer(() => _exitSource.Complete(LastExit));
+        Residency = new Residency(loop);
+    }
+
+    public int Id { get; }
+
+    public EventLoop Loop => _loop;
+
+    public IPhysicalMemory Ram => _ram;
+
+    public CostModel Costs => _costs;
+
+    // ---- architectural state -------------------------------------------------------------
+
+    public bool InGuestMode { get; private set; }
+
+    /// <summary>Page-fault linear address.</summary>
+    public ulong Cr2 { get; set; }
+
+    /// <summary>Guest page-table root (guest-physical). Write through <see cref="WriteCr3"/>.</summary>
+    public ulong Cr3 { get; private set; }
+
+    /// <summary>RFLAGS.IF of the guest.</summary>
+    public bool InterruptsEnabled { get; set; } = true;
+
+    /// <summary>The guest context the CPU executes in guest mode.</summary>
+    public GuestContext? Current { get; private set; }
+
+    /// <summary>Privilege level of the guest code executing now.</summary>
+    public int Cpl => Current?.Cpl ?? 0;
+
+    /// <summary>The guest's gates; set by the guest kernel's trap_init.</summary>
+    public IInterruptDescriptorTable? Idt { get; set; }
+
+    // ---- VMX state, owned by the host ----------------------------------------------------
+
+    /// <summary>The MMU root walked in guest mode (EPT or shadow); set by KVM before entry.</summary>
+    public ITranslationRoot? Root { get; set; }
+
+    /// <summary>Handler of MSR, CPUID and APIC exits.</summary>
+    public IInlineExitHandler? InlineExits { get; set; }
+
+    /// <summary>Asks for an exit as soon as the guest can take an interrupt (KVM's enable_irq_window).</summary>
+    public bool InterruptWindowRequested { get; set; }
+
+    /// <summary>The last VM exit.</summary>
+    public VmExit LastExit { get; private set; }
+
+    /// <summary>The context whose execution caused the last exit.</summary>
+    public GuestContext? LastExitContext { get; private set; }
+
+    public long VmExits { get; private set; }
+
+    public long VmEntries { get; private set; }
+
+    /// <summary>Time-in-state counters; the host marks stalls and halts, the CPU marks guest and host mode.</summary>
+    public Residency Residency { get; }
+
+    /// <summary>True when the guest can take an external interrupt now (IF set, not inside an event delivery).</summary>
+    public bool InterruptAllowed => InterruptsEnabled;
+
+    /// <summary>
+    /// VM entry: enters guest mode after <paramref name="hostNs"/> of host work and the entry
+    /// cost, delivers <paramref name="injection"/> through the guest's IDT, and completes when
+    /// the CPU exits again.
+    /// </summary>
+    public SimTask<VmExit> Enter(long hostNs, EventInjection? injection)
+    {
+        if (InGuestMode || _entryTimer.Armed)
+        {
+            throw new InvalidOperationException($"vCPU {Id}: VM entry while already entering or in guest mode");
+        }
+        ArgumentOutOfRangeException.ThrowIfNegative(hostNs);
+        _pendingInjection = injection;
+        _loop.ArmAfter(_entryTimer, hostNs + _costs.VmEntryNs);
+        return _exitSource.Task();
+    }
+
+    /// <summary>Forces an exit (the host's IPI to a running vCPU). A vCPU about to enter exits right after entering.</summary>
+    public void Kick()
+    {
+        if (InGuestMode)
+        {
+            Exit(new VmExit(ExitReason.ExternalInterrupt, Cpl: Cpl));
+        }
+        else if (_entryTimer.Armed)
+        {
+            _kickPending = true;
+        }
+    }
+
+    /// <summary>Invalidates every cached translation (INVEPT / INVVPID, or a shadow root change).</summary>
+    public void FlushTlb() => _tlb.Clear();
+
+    /// <summary>Called by the host when the fault of the last exit needed swap I/O; counted on the context that faulted.</summary>
+    public void AccountMajorFault()
+    {
+        if (LastExitContext is not null)
+        {
+            LastExitContext.HostMajorFaults++;
+        }
+    }
+
+    /// <summary>Translates a guest-physical address through the current root (EPT), for the host's and guest's software walks.</summary>
+    public bool TryGuestPhysical(ulong gpa, out ulong hpa)
+    {
+        if (Root is null || !Root.TwoDimensional)
+        {
+            throw new InvalidOperationException("guest-physical translation needs an EPT root");
+        }
+        return Root.TryTranslate(gpa, false, out hpa);
+    }
+
+    // ---- what guest software does ----------------------------------------------------------
+
+    /// <summary>Makes <paramref name="next"/> the executing context (the register switch of the guest's switch_to).</summary>
+    public void SwitchTo(GuestContext next)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        if (ReferenceEquals(next, Current))
+        {
+            return;
+        }
+        Pause();
+        Current = next;
+        Kick0();
+    }
+
+    /// <summary>MOV to CR3: a new page-table root; flushes the TLB.</summary>
+    public void WriteCr3(ulong cr3)
+    {
+        Cr3 = cr3;
+        _tlb.Clear();
+    }
+
+    /// <summary>INVLPG.</summary>
+    public void Invlpg(ulong gva) => _tlb.Remove(gva >> PhysicalMemory.PageShift);
+
+    /// <summary>Guest kernel time owed by code that cannot sleep (interrupt handlers); executed before anything else.</summary>
+    public void Charge(long ns)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ns);
+        _debt += ns;
+    }
+
+    /// <summary>WRMSR (the _safe form): false means #GP.</summary>
+    public bool Wrmsr(uint index, ulong value)
+    {
+        Charge(_costs.InlineExitNs);
+        return InlineExits?.WriteMsr(Id, index, value) ?? false;
+    }
+
+    /// <summary>RDMSR (the _safe form): false means #GP.</summary>
+    public bool Rdmsr(uint index, out ulong value)
+    {
+        Charge(_costs.InlineExitNs);
+        value = 0;
+        return InlineExits?.ReadMsr(Id, index, out value) ?? false;
+    }
+
+    /// <summary>CPUID, EAX of <paramref name="leaf"/>.</summary>
+    public uint Cpuid(uint leaf)
+    {
+        Charge(_costs.InlineExitNs);
+        return InlineExits?.Cpuid(Id, leaf) ?? 0;
+    }
+
+    /// <summary>EOI to the local APIC.</summary>
+    public void ApicEoi()
+    {
+        Charge(_costs.InlineExitNs);
+        InlineExits?.ApicEoi(Id);
+    }
+
+    /// <summary>An IPI through the interrupt command register.</summary>
+    public void ApicSendIpi(int destination, byte vector)
+    {
+        Charge(_costs.InlineExitNs);
+        InlineExits?.ApicSendIpi(Id, destination, vector);
+    }
+
+    /// <summary>User code computing for <paramref name="ns"/> of guest-mode time.</summary>
+    public SimTask Compute(GuestContext ctx, long ns)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ns);
+        return StartUser(ctx, OpKind.Compute, ns, 0);
+    }
+
+    /// <summary>A user store to <paramref name="gva"/>: faults go to the guest (#PF) or the host (EPT violation) and are retried.</summary>
+    public SimTask Store(GuestContext ctx, ulong gva) => StartUser(ctx, OpKind.Store, 0, gva);
+
+    /// <summary>
+    /// <paramref name="count"/> user stores to addresses drawn from <paramref name="source"/>, each taking
+    /// <paramref name="costPerStore"/> ns when its translation hits. Runs of hits are one compute segment.
+    /// </summary>
+    public SimTask StoreLoop(GuestContext ctx, IStoreSource source, long count, long costPerStore)
+    {
+        ArgumentNullException.ThrowIfNull(ctx);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(costPerStore);
+        ctx.Source = source;
+        ctx.StoresLeft = count;
+        ctx.StoreCost = costPerStore;
+        return StartUser(ctx, OpKind.StoreLoop, 0, 0);
+    }
+
+    /// <summary>Guest kernel code computing for <paramref name="ns"/> on behalf of <paramref name="ctx"/>.</summary>
+    public SimTask KernelCompute(GuestContext ctx, long ns)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ns);
+        return StartKernel(ctx, OpKind.Compute, ns, 0);
+    }
+
+    /// <summary>A guest kernel access to guest-physical <paramref name="gpa"/>: exits to the host if EPT does not map it.</summary>
+    public SimTask Touch(GuestContext ctx, ulong gpa) => StartKernel(ctx, OpKind.Touch, 0, gpa);
+
+    /// <summary>HLT executed by kernel code of <paramref name="ctx"/>: completes after the next interrupt has been handled.</summary>
+    public SimTask Halt(GuestContext ctx) => StartKernel(ctx, OpKind.Halt, 0, 0);
+
+    /// <summary>Completes when <paramref name="ctx"/>, switched away from, becomes the executing context again.</summary>
+    public SimTask WaitScheduledIn(GuestContext ctx) => StartKernel(ctx, OpKind.Resume, 0, 0);
+
+    /// <summary>Reads a guest-physical u64 that the guest kernel has made sure is mapped (see <see cref="Touch"/>).</summary>
+    public ulong ReadGuestU64(ulong gpa) => _ram.ReadU64(MappedOrThrow(gpa));
+
+    public void WriteGuestU64(ulong gpa, ulong value) => _ram.WriteU64(MappedOrThrow(gpa), value);
+
+    public uint ReadGuestU32(ulong gpa) => _ram.ReadU32(MappedOrThrow(gpa));
+
+    public void WriteGuestU32(ulong gpa, uint value) => _ram.WriteU32(MappedOrThrow(gpa), value);
+
+    /// <summary>True if guest-physical <paramref name="gpa"/> is mapped now (no exit needed to touch it).</summary>
+    public bool GuestPhysicalMapped(ulong gpa) => Root is not null && Root.TryTranslate(gpa, false, out _);
+
+    // ---- the engine ------------------------------------------------------------------------
+
+    private ulong MappedOrThrow(ulong gpa)
+    {
+        if (Root is null || !Root.TryTranslate(gpa, false, out ulong hpa))
+        {
+            throw new InvalidOperationException($"vCPU {Id}: guest kernel accessed gpa {gpa:x} without touching it first");
+        }
+        return hpa | (gpa & (PhysicalMemory.PageSize - 1));
+    }
+
+    private SimTask StartUser(GuestContext ctx, OpKind kind, long remaining, ulong address)
+    {
+        ArgumentNullException.ThrowIfNull(ctx);
+        if (ctx.UserKind != OpKind.None)
+        {
+            throw new InvalidOperationException($"{ctx}: a user operation is already pending");
+        }
+        ctx.UserKind = kind;
+        ctx.UserRemaining = remaining;
+        ctx.UserAddress = address;
+        var task = ctx.UserDone.Task();
+        if (ReferenceEquals(ctx, Current))
+        {
+            Kick0();
+        }
+        return task;
+    }
+
+    private SimTask StartKernel(GuestContext ctx, OpKind kind, long remaining, ulong address)
+    {
+        ArgumentNullException.ThrowIfNull(ctx);
+        if (ctx.KernelKind != OpKind.None)
+        {
+            throw new InvalidOperationException($"{ctx}: a kernel operation is already pending");
+        }
+        ctx.KernelKind = kind;
+        ctx.KernelRemaining = remaining;
+        ctx.KernelAddress = address;
+        var task = ctx.KernelDone.Task();
+        if (ReferenceEquals(ctx, Current))
+        {
+            Kick0();
+        }
+        return task;
+    }
+
+    /// <summary>Something changed for the current context: make progress now (from inside a step, on the next iteration).</summary>
+    private void Kick0()
+    {
+        if (_inStep)
+        {
+            _again = true;
+        }
+        else if (InGuestMode && _segmentStart < 0)
+        {
+            Step();
+        }
+    }
+
+    private void Step()
+    {
+        if (_inStep)
+        {
+            _again = true;
+            return;
+        }
+        _inStep = true;
+        try
+        {
+            do
+            {
+                _again = false;
+                StepOnce();
+            }
+            while (_again && InGuestMode && _segmentStart < 0);
+        }
+        finally
+        {
+            _inStep = false;
+        }
+    }
+
+    private void StepOnce()
+    {
+        if (!InGuestMode || _segmentStart >= 0)
+        {
+            return;
+        }
+        if (InterruptWindowRequested && InterruptsEnabled)
+        {
+            Exit(new VmExit(ExitReason.InterruptWindow, Cpl: Cpl));
+            return;
+        }
+        if (_debt > 0)
+        {
+            StartSegment(SegmentOwner.Debt, _debt);
+            return;
+        }
+        var ctx = Current;
+        if (ctx is null)
+        {
+            return;
+        }
+        switch (ctx.KernelKind)
+        {
+            case OpKind.Compute:
+                StartSegment(SegmentOwner.Kernel, ctx.KernelRemaining);
+                return;
+            case OpKind.Touch:
+                if (!GuestPhysicalMapped(ctx.KernelAddress))
+                {
+                    Exit(new VmExit(ExitReason.EptViolation, GuestPhysical: ctx.KernelAddress, ErrorCode: (uint)PfErr.Write, Cpl: 0));
+                    return;
+                }
+                CompleteKernel(ctx);
+                return;
+            case OpKind.Resume:
+                CompleteKernel(ctx);
+                return;
+            case OpKind.Halt:
+                Exit(new VmExit(ExitReason.Hlt, Cpl: 0));
+                return;
+        }
+        if (ctx.HandlerDepth > 0)
+        {
+            return; // a handler of this context waits for something that is not a CPU operation
+        }
+        switch (ctx.UserKind)
+        {
+            case OpKind.Compute:
+                StartSegment(SegmentOwner.User, ctx.UserRemaining);
+                return;
+            case OpKind.Store:
+                if (TranslateOrFault(ctx, ctx.UserAddress))
+                {
+                    _segmentStores = 1;
+                    StartSegment(SegmentOwner.User, _costs.FaultLoopIterationNs);
+                }
+                return;
+            case OpKind.StoreLoop:
+                StartStoreRun(ctx);
+                return;
+        }
+    }
+
+    /// <summary>Looks ahead through the store source for a run of hits and arms one segment for it.</summary>
+    private void StartStoreRun(GuestContext ctx)
+    {
+        const int MaxRun = 4096;
+        int hits = 0;
+        int index = 0;
+        foreach (ulong queued in ctx.Lookahead)
+        {
+            if (hits >= ctx.StoresLeft || hits >= MaxRun || !TryTranslateCached(queued, write: true, user: true))
+            {
+                break;
+            }
+            hits++;
+            index++;
+        }
+        if (index == ctx.Lookahead.Count)
+        {
+            while (hits < ctx.StoresLeft && hits < MaxRun)
+            {
+                ulong next = ctx.Source!.NextAddress();
+                ctx.Lookahead.Enqueue(next);
+                if (!TryTranslateCached(next, write: true, user: true))
+                {
+                    break;
+                }
+                hits++;
+            }
+        }
+        if (hits > 0)
+        {
+            _segmentStores = hits;
+            StartSegment(SegmentOwner.User, hits * ctx.StoreCost);
+            return;
+        }
+        // The head of the lookahead misses: take the fault.
+        TranslateOrFault(ctx, ctx.Lookahead.Peek());
+    }
+
+    private void StartSegment(SegmentOwner owner, long length)
+    {
+        _segmentOwner = owner;
+        _segmentStart = _loop.Now;
+        _segmentLength = length;
+        _loop.ArmAfter(_segmentEnd, length);
+    }
+
+    /// <summary>Stops the segment in flight, keeping the progress it made.</summary>
+    private void Pause()
+    {
+        if (_segmentStart < 0)
+        {
+            return;
+        }
+        long elapsed = _loop.Now - _segmentStart;
+        EventLoop.Cancel(_segmentEnd);
+        _segmentStart = -1;
+        var ctx = Current!;
+        switch (_segmentOwner)
+        {
+            case SegmentOwner.Debt:
+                _debt -= elapsed;
+                if (ctx is not null)
+                {
+                    ctx.KernelNs += elapsed;
+                }
+                break;
+            case SegmentOwner.Kernel:
+                ctx.KernelRemaining -= elapsed;
+                ctx.KernelNs += elapsed;
+                break;
+            case SegmentOwner.User:
+                ctx.UserNs += elapsed;
+                if (ctx.UserKind == OpKind.Compute)
+                {
+                    ctx.UserRemaining -= elapsed;
+                }
+                else if (ctx.UserKind == OpKind.StoreLoop)
+                {
+                    long done = elapsed / ctx.StoreCost;
+                    RetireStores(ctx, done);
+                }
+                break;
+        }
+    }
+
+    private void SegmentEnded()
+    {
+        _segmentStart = -1;
+        var ctx = Current!;
+        switch (_segmentOwner)
+        {
+            case SegmentOwner.Debt:
+                if (ctx is not null)
+                {
+                    ctx.KernelNs += _segmentLength;
+                }
+                _debt -= _segmentLength;
+                break;
+            case SegmentOwner.Kernel:
+                ctx.KernelNs += _segmentLength;
+                ctx.KernelRemaining = 0;
+                CompleteKernel(ctx);
+                break;
+            case SegmentOwner.User:
+                ctx.UserNs += _segmentLength;
+                if (ctx.UserKind == OpKind.StoreLoop)
+                {
+                    RetireStores(ctx, _segmentStores);
+                    if (ctx.StoresLeft == 0)
+                    {
+                        CompleteUser(ctx);
+                    }
+                }
+                else
+                {
+                    if (ctx.UserKind == OpKind.Store)
+                    {
+                        ctx.Stores++;
+                    }
+                    ctx.UserRemaining = 0;
+                    CompleteUser(ctx);
+                }
+                break;
+        }
+        Step();
+    }
+
+    private static void RetireStores(GuestContext ctx, long count)
+    {
+        for (long i = 0; i < count; i++)
+        {
+            ctx.Lookahead.Dequeue();
+        }
+        ctx.Stores += count;
+        ctx.StoresLeft -= count;
+    }
+
+    private void CompleteUser(GuestContext ctx)
+    {
+        ctx.UserKind = OpKind.None;
+        ctx.Source = null;
+        ctx.Lookahead.Clear();
+        _again = true;
+        ctx.UserDone.Complete();
+    }
+
+    private void CompleteKernel(GuestContext ctx)
+    {
+        ctx.KernelKind = OpKind.None;
+        _again = true;
+        ctx.KernelDone.Complete();
+    }
+
+    /// <summary>Translates a user store; on a miss raises the guest #PF or the exit. True on a hit.</summary>
+    private bool TranslateOrFault(GuestContext ctx, ulong gva)
+    {
+        var outcome = Translate(gva, write: true, user: true, out ulong missAddress, out PfErr error);
+        switch (outcome)
+        {
+            case Walk.Hit:
+                return true;
+            case Walk.GuestFault:
+                Cr2 = gva;
+                DeliverException(ctx, Vectors.PageFault, (uint)error);
+                return false;
+            case Walk.RootMiss when Root!.TwoDimensional:
+                Exit(new VmExit(ExitReason.EptViolation, GuestPhysical: missAddress, GuestLinear: gva, ErrorCode: (uint)error, Cpl: ctx.Cpl));
+                return false;
+            default:
+                Exit(new VmExit(ExitReason.ExceptionNmi, GuestLinear: gva, ErrorCode: (uint)error, Cpl: ctx.Cpl));
+                return false;
+        }
+    }
+
+    private enum Walk
+    {
+        Hit,
+        GuestFault,
+        RootMiss,
+    }
+
+    private bool TryTranslateCached(ulong gva, bool write, bool user) =>
+        Translate(gva, write, user, out _, out _) == Walk.Hit;
+
+    private Walk Translate(ulong gva, bool write, bool user, out ulong missAddress, out PfErr error)
+    {
+        missAddress = 0;
+        error = (write ? PfErr.Write : 0) | (user ? PfErr.User : 0);
+        ulong page = gva >> PhysicalMemory.PageShift;
+        if (_tlb.ContainsKey(page))
+        {
+            return Walk.Hit;
+        }
+        var root = Root ?? throw new InvalidOperationException($"vCPU {Id}: guest mode without an MMU root");
+        ulong hpa;
+        if (!root.TwoDimensional)
+        {
+            if (!root.TryTranslate(gva, write, out hpa))
+            {
+                missAddress = gva;
+                return Walk.RootMiss;
+            }
+            _tlb[page] = hpa;
+            return Walk.Hit;
+        }
+        ulong table = Cr3 & PteFrameMask;
+        for (int level = 3; level >= 0; level--)
+        {
+            ulong entryGpa = table + (((gva >> (PhysicalMemory.PageShift + (9 * level))) & 511) * 8);
+            if (!root.TryTranslate(entryGpa, false, out hpa))
+            {
+                missAddress = entryGpa;
+                return Walk.RootMiss;
+            }
+            ulong pte = _ram.ReadU64(hpa | (entryGpa & (PhysicalMemory.PageSize - 1)));
+            if ((pte & 1) == 0)
+            {
+                return Walk.GuestFault;
+            }
+            if ((write && (pte & 2) == 0) || (user && (pte & 4) == 0))
+            {
+                error |= PfErr.Present;
+                return Walk.GuestFault;
+            }
+            table = pte & PteFrameMask;
+        }
+        ulong gpa = table | (gva & (PhysicalMemory.PageSize - 1));
+        if (!root.TryTranslate(gpa, write, out hpa))
+        {
+            missAddress = gpa;
+            return Walk.RootMiss;
+        }
+        _tlb[page] = hpa;
+        return Walk.Hit;
+    }
+
+    /// <summary>Delivers an exception to the guest on <paramref name="ctx"/>; the faulting user operation is retried after the handler.</summary>
+    private void DeliverException(GuestContext ctx, byte vector, uint errorCode)
+    {
+        var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: exception {vector} with no IDT (triple fault)");
+        Charge(_costs.GuestEventDeliveryNs);
+        ctx.HandlerDepth++;
+        var awaiter = idt.DeliverException(this, vector, errorCode).GetAwaiter();
+        if (awaiter.IsCompleted)
+        {
+            ctx.HandlerDepth--;
+            awaiter.GetResult();
+            _again = true;
+            return;
+        }
+        awaiter.OnCompleted(() =>
+        {
+            ctx.HandlerDepth--;
+            awaiter.GetResult();
+            if (ReferenceEquals(ctx, Current))
+            {
+                Kick0();
+            }
+        });
+    }
+
+    private void Exit(VmExit exit)
+    {
+        Pause();
+        InGuestMode = false;
+        LastExit = exit;
+        LastExitContext = Current;
+        VmExits++;
+        Residency.Mark(VcpuState.Host);
+        _loop.ArmAfter(_exitTimer, _costs.VmExitNs);
+    }
+
+    private void Entered()
+    {
+        InGuestMode = true;
+        VmEntries++;
+        Residency.Mark(VcpuState.Guest);
+        var injection = _pendingInjection;
+        _pendingInjection = null;
+        _inStep = true;
+        try
+        {
+            if (injection is { } inj)
+            {
+                Inject(inj);
+            }
+        }
+        finally
+        {
+            _inStep = false;
+        }
+        if (_kickPending)
+        {
+            _kickPending = false;
+            if (InGuestMode)
+            {
+                Exit(new VmExit(ExitReason.ExternalInterrupt, Cpl: Cpl));
+                return;
+            }
+        }
+        Step();
+    }
+
+    private void Inject(EventInjection inj)
+    {
+        var ctx = Current ?? throw new InvalidOperationException($"vCPU {Id}: event injected with no guest context");
+        if (inj.IsException)
+        {
+            if (inj.Vector == Vectors.PageFault)
+            {
+                Cr2 = inj.Cr2;
+            }
+            DeliverException(ctx, inj.Vector, inj.ErrorCode);
+            return;
+        }
+        var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: interrupt with no IDT");
+        Charge(_costs.GuestEventDeliveryNs);
+        var interrupted = Current!;
+        bool halted = interrupted.KernelKind == OpKind.Halt;
+        idt.DeliverInterrupt(this, inj.Vector);
+        if (halted && interrupted.KernelKind == OpKind.Halt)
+        {
+            // HLT ends with the interrupt; its handler has run, now the instruction after it.
+            CompleteKernel(interrupted);
+        }
+    }
+
+    /// <summary>Completes the host's wait for an exit, inline: the exit timer is the host thread's own event.</summary>
+    private sealed class ExitSource : SimTaskSource<VmExit>
+    {
+        public SimTask<VmExit> Task() => new(this, Version);
+
+        public void Complete(VmExit exit) => SetResultCore(exit);
+
+        protected override void Continue(Action continuation) => continuation();
+    }
+}
