@@ -57,6 +57,86 @@ public sealed class GuestContext(string name)
 
     public string Name { get; } = name;
 
+    /// <summary>The CPU executing this context, or null while it is switched out.</summary>
+    public X86Cpu? Cpu { get; internal set; }
+
+    /// <summary>User code computing for <paramref name="ns"/> of guest-mode time.</summary>
+    public SimTask Compute(long ns)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ns);
+        return StartUser(OpKind.Compute, ns, 0);
+    }
+
+    /// <summary>A user store to <paramref name="gva"/>: faults go to the guest (#PF) or the host (EPT violation) and are retried.</summary>
+    public SimTask Store(ulong gva) => StartUser(OpKind.Store, 0, gva);
+
+    /// <summary>
+    /// <paramref name="count"/> user stores to addresses drawn from <paramref name="source"/>, each taking
+    /// <paramref name="costPerStore"/> ns when its translation hits; a run of hits is one compute segment.
+    /// </summary>
+    public SimTask StoreLoop(IStoreSource source, long count, long costPerStore)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(costPerStore);
+        Source = source;
+        StoresLeft = count;
+        StoreCost = costPerStore;
+        return StartUser(OpKind.StoreLoop, 0, 0);
+    }
+
+    /// <summary>Guest kernel code computing for <paramref name="ns"/> on behalf of this context.</summary>
+    public SimTask KernelCompute(long ns)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ns);
+        return StartKernel(OpKind.Compute, ns, 0);
+    }
+
+    /// <summary>A guest kernel access to guest-physical <paramref name="gpa"/>: exits to the host if EPT does not map it.</summary>
+    public SimTask Touch(ulong gpa) => StartKernel(OpKind.Touch, 0, gpa);
+
+    /// <summary>HLT in kernel code of this context: completes after the next interrupt has been handled.</summary>
+    public SimTask Halt() => StartKernel(OpKind.Halt, 0, 0);
+
+    /// <summary>Completes when this context, switched away from, executes again.</summary>
+    public SimTask WaitScheduledIn() => StartKernel(OpKind.Resume, 0, 0);
+
+    private SimTask StartUser(OpKind kind, long remaining, ulong address)
+    {
+        if (UserKind != OpKind.None)
+        {
+            throw new InvalidOperationException($"{this}: a user operation is already pending");
+        }
+        UserKind = kind;
+        UserRemaining = remaining;
+        UserAddress = address;
+        var task = UserDone.Task();
+        KickIfCurrent();
+        return task;
+    }
+
+    private SimTask StartKernel(OpKind kind, long remaining, ulong address)
+    {
+        if (KernelKind != OpKind.None)
+        {
+            throw new InvalidOperationException($"{this}: a kernel operation is already pending");
+        }
+        KernelKind = kind;
+        KernelRemaining = remaining;
+        KernelAddress = address;
+        var task = KernelDone.Task();
+        KickIfCurrent();
+        return task;
+    }
+
+    private void KickIfCurrent()
+    {
+        if (Cpu is { } cpu && ReferenceEquals(cpu.Current, this))
+        {
+            cpu.Kick0();
+        }
+    }
+
     /// <summary>The guest kernel's object for this context (its task).</summary>
     public object? Owner { get; set; }
 

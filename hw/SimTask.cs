@@ -300,10 +300,10 @@ public struct SimTaskMethodBuilder
         }
     }
 
-    public static void Start<TStateMachine>(ref TStateMachine stateMachine)
+    public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => stateMachine.MoveNext();
 
-    public static void SetStateMachine(IAsyncStateMachine stateMachine)
+    public readonly void SetStateMachine(IAsyncStateMachine stateMachine)
     {
     }
 
@@ -356,10 +356,10 @@ public struct SimTaskMethodBuilder<T>
         }
     }
 
-    public static void Start<TStateMachine>(ref TStateMachine stateMachine)
+    public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => stateMachine.MoveNext();
 
-    public static void SetStateMachine(IAsyncStateMachine stateMachine)
+    public readonly void SetStateMachine(IAsyncStateMachine stateMachine)
     {
     }
 

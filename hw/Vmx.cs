@@ -13,7 +13,8 @@ public enum ExitReason
 }
 
 /// <summary>What the host reads after a VM exit (exit reason, qualification, guest-physical and linear address).</summary>
-public readonly record struct VmExit(ExitReason Reason, ulong GuestPhysical = 0, ulong GuestLinear = 0, uint ErrorCode = 0, int Cpl = 0);
+/// <remarks><see cref="IdtVectoring"/> is the event whose delivery caused the exit; the host must re-inject it.</remarks>
+public readonly record struct VmExit(ExitReason Reason, ulong GuestPhysical = 0, ulong GuestLinear = 0, uint ErrorCode = 0, int Cpl = 0, EventInjection? IdtVectoring = null);
 
 /// <summary>An event the host injects at the next VM entry (the VM-entry interruption-information field).</summary>
 public readonly record struct EventInjection(byte Vector, bool IsException, uint ErrorCode = 0, bool HasErrorCode = false, ulong Cr2 = 0);
@@ -47,6 +48,20 @@ public interface ITranslationRoot
 
     /// <summary>Looks up <paramref name="address"/>; false means a miss that exits to the host.</summary>
     bool TryTranslate(ulong address, bool write, out ulong hostPhysical);
+
+    /// <summary>Looks up a guest-physical address for guest kernel software accesses (with a shadow table: the guest's direct map).</summary>
+    bool TryTranslatePhysical(ulong gpa, out ulong hostPhysical);
+}
+
+/// <summary>x2APIC MSRs the guest programs its local APIC through (Intel SDM vol. 3, 10.12.1.2).</summary>
+public static class X2Apic
+{
+    public const uint MSR_X2APIC_EOI = 0x80b;
+    public const uint MSR_X2APIC_ICR = 0x830;
+    public const uint MSR_X2APIC_LVTT = 0x832;
+    public const uint MSR_X2APIC_TMICT = 0x838;
+    /// <summary>LVT timer mode bit 17: periodic.</summary>
+    public const ulong APIC_LVT_TIMER_PERIODIC = 1UL << 17;
 }
 
 /// <summary>
@@ -57,19 +72,13 @@ public interface ITranslationRoot
 public interface IInlineExitHandler
 {
     /// <summary>WRMSR; false means #GP.</summary>
-    bool WriteMsr(int vcpu, uint index, ulong value);
+    bool WriteMsr(int cpuId, uint index, ulong value);
 
     /// <summary>RDMSR; false means #GP.</summary>
-    bool ReadMsr(int vcpu, uint index, out ulong value);
+    bool ReadMsr(int cpuId, uint index, out ulong value);
 
     /// <summary>CPUID leaf <paramref name="leaf"/>, EAX only (the KVM leaves need no more).</summary>
-    uint Cpuid(int vcpu, uint leaf);
-
-    /// <summary>End of interrupt written to the local APIC.</summary>
-    void ApicEoi(int vcpu);
-
-    /// <summary>An IPI written to the interrupt command register.</summary>
-    void ApicSendIpi(int vcpu, int destination, byte vector);
+    uint Cpuid(int cpuId, uint leaf);
 }
 
 /// <summary>The guest kernel's gates: what the CPU calls when it delivers an event (the IDT).</summary>
@@ -80,4 +89,8 @@ public interface IInterruptDescriptorTable
 
     /// <summary>An exception (a #PF here); its handler may sleep, so it is awaited. CR2 holds the address.</summary>
     SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode);
+
+    /// <summary>The guest-physical pages that delivering an event on <paramref name="ctx"/> touches
+    /// (IDT, handler text, per-CPU data, the kernel stack); returns how many it wrote.</summary>
+    int DeliveryFootprint(X86Cpu cpu, GuestContext ctx, Span<ulong> pages);
 }

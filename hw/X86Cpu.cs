@@ -79,6 +79,12 @@ public sealed class X86Cpu
     /// <summary>The guest's gates; set by the guest kernel's trap_init.</summary>
     public IInterruptDescriptorTable? Idt { get; set; }
 
+    /// <summary>
+    /// Called right before guest code of a context runs again (an operation completes or an
+    /// event is delivered on it): the guest kernel's notion of <c>current</c> follows from it.
+    /// </summary>
+    public Action<X86Cpu, GuestContext>? Resuming { get; set; }
+
     // ---- VMX state, owned by the host ----------------------------------------------------
 
     /// <summary>The MMU root walked in guest mode (EPT or shadow); set by KVM before entry.</summary>
@@ -151,11 +157,8 @@ public sealed class X86Cpu
     /// <summary>Translates a guest-physical address through the current root (EPT), for the host's and guest's software walks.</summary>
     public bool TryGuestPhysical(ulong gpa, out ulong hpa)
     {
-        if (Root is null || !Root.TwoDimensional)
-        {
-            throw new InvalidOperationException("guest-physical translation needs an EPT root");
-        }
-        return Root.TryTranslate(gpa, false, out hpa);
+        hpa = 0;
+        return Root is not null && Root.TryTranslatePhysical(gpa, out hpa);
     }
 
     // ---- what guest software does ----------------------------------------------------------
@@ -169,7 +172,16 @@ public sealed class X86Cpu
             return;
         }
         Pause();
+        if (Current is not null)
+        {
+            Current.Cpu = null;
+        }
+        if (next.Cpu is not null && !ReferenceEquals(next.Cpu, this))
+        {
+            throw new InvalidOperationException($"{next} is executing on vCPU {next.Cpu.Id}; switch it out there first");
+        }
         Current = next;
+        next.Cpu = this;
         Kick0();
     }
 
@@ -212,61 +224,6 @@ public sealed class X86Cpu
         return InlineExits?.Cpuid(Id, leaf) ?? 0;
     }
 
-    /// <summary>EOI to the local APIC.</summary>
-    public void ApicEoi()
-    {
-        Charge(_costs.InlineExitNs);
-        InlineExits?.ApicEoi(Id);
-    }
-
-    /// <summary>An IPI through the interrupt command register.</summary>
-    public void ApicSendIpi(int destination, byte vector)
-    {
-        Charge(_costs.InlineExitNs);
-        InlineExits?.ApicSendIpi(Id, destination, vector);
-    }
-
-    /// <summary>User code computing for <paramref name="ns"/> of guest-mode time.</summary>
-    public SimTask Compute(GuestContext ctx, long ns)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(ns);
-        return StartUser(ctx, OpKind.Compute, ns, 0);
-    }
-
-    /// <summary>A user store to <paramref name="gva"/>: faults go to the guest (#PF) or the host (EPT violation) and are retried.</summary>
-    public SimTask Store(GuestContext ctx, ulong gva) => StartUser(ctx, OpKind.Store, 0, gva);
-
-    /// <summary>
-    /// <paramref name="count"/> user stores to addresses drawn from <paramref name="source"/>, each taking
-    /// <paramref name="costPerStore"/> ns when its translation hits. Runs of hits are one compute segment.
-    /// </summary>
-    public SimTask StoreLoop(GuestContext ctx, IStoreSource source, long count, long costPerStore)
-    {
-        ArgumentNullException.ThrowIfNull(ctx);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(costPerStore);
-        ctx.Source = source;
-        ctx.StoresLeft = count;
-        ctx.StoreCost = costPerStore;
-        return StartUser(ctx, OpKind.StoreLoop, 0, 0);
-    }
-
-    /// <summary>Guest kernel code computing for <paramref name="ns"/> on behalf of <paramref name="ctx"/>.</summary>
-    public SimTask KernelCompute(GuestContext ctx, long ns)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(ns);
-        return StartKernel(ctx, OpKind.Compute, ns, 0);
-    }
-
-    /// <summary>A guest kernel access to guest-physical <paramref name="gpa"/>: exits to the host if EPT does not map it.</summary>
-    public SimTask Touch(GuestContext ctx, ulong gpa) => StartKernel(ctx, OpKind.Touch, 0, gpa);
-
-    /// <summary>HLT executed by kernel code of <paramref name="ctx"/>: completes after the next interrupt has been handled.</summary>
-    public SimTask Halt(GuestContext ctx) => StartKernel(ctx, OpKind.Halt, 0, 0);
-
-    /// <summary>Completes when <paramref name="ctx"/>, switched away from, becomes the executing context again.</summary>
-    public SimTask WaitScheduledIn(GuestContext ctx) => StartKernel(ctx, OpKind.Resume, 0, 0);
-
     /// <summary>Reads a guest-physical u64 that the guest kernel has made sure is mapped (see <see cref="Touch"/>).</summary>
     public ulong ReadGuestU64(ulong gpa) => _ram.ReadU64(MappedOrThrow(gpa));
 
@@ -277,57 +234,27 @@ public sealed class X86Cpu
     public void WriteGuestU32(ulong gpa, uint value) => _ram.WriteU32(MappedOrThrow(gpa), value);
 
     /// <summary>True if guest-physical <paramref name="gpa"/> is mapped now (no exit needed to touch it).</summary>
-    public bool GuestPhysicalMapped(ulong gpa) => Root is not null && Root.TryTranslate(gpa, false, out _);
+    public bool GuestPhysicalMapped(ulong gpa) => Root is not null && Root.TryTranslatePhysical(gpa, out _);
+
+    /// <summary>
+    /// Where the guest kernel maps all of guest-physical memory (its direct map): under shadow
+    /// paging a kernel access to a physical address is an access to this linear address.
+    /// </summary>
+    public ulong DirectMapBase { get; set; }
 
     // ---- the engine ------------------------------------------------------------------------
 
     private ulong MappedOrThrow(ulong gpa)
     {
-        if (Root is null || !Root.TryTranslate(gpa, false, out ulong hpa))
+        if (Root is null || !Root.TryTranslatePhysical(gpa, out ulong hpa))
         {
             throw new InvalidOperationException($"vCPU {Id}: guest kernel accessed gpa {gpa:x} without touching it first");
         }
         return hpa | (gpa & (PhysicalMemory.PageSize - 1));
     }
 
-    private SimTask StartUser(GuestContext ctx, OpKind kind, long remaining, ulong address)
-    {
-        ArgumentNullException.ThrowIfNull(ctx);
-        if (ctx.UserKind != OpKind.None)
-        {
-            throw new InvalidOperationException($"{ctx}: a user operation is already pending");
-        }
-        ctx.UserKind = kind;
-        ctx.UserRemaining = remaining;
-        ctx.UserAddress = address;
-        var task = ctx.UserDone.Task();
-        if (ReferenceEquals(ctx, Current))
-        {
-            Kick0();
-        }
-        return task;
-    }
-
-    private SimTask StartKernel(GuestContext ctx, OpKind kind, long remaining, ulong address)
-    {
-        ArgumentNullException.ThrowIfNull(ctx);
-        if (ctx.KernelKind != OpKind.None)
-        {
-            throw new InvalidOperationException($"{ctx}: a kernel operation is already pending");
-        }
-        ctx.KernelKind = kind;
-        ctx.KernelRemaining = remaining;
-        ctx.KernelAddress = address;
-        var task = ctx.KernelDone.Task();
-        if (ReferenceEquals(ctx, Current))
-        {
-            Kick0();
-        }
-        return task;
-    }
-
     /// <summary>Something changed for the current context: make progress now (from inside a step, on the next iteration).</summary>
-    private void Kick0()
+    internal void Kick0()
     {
         if (_inStep)
         {
@@ -391,7 +318,7 @@ public sealed class X86Cpu
             case OpKind.Touch:
                 if (!GuestPhysicalMapped(ctx.KernelAddress))
                 {
-                    Exit(new VmExit(ExitReason.EptViolation, GuestPhysical: ctx.KernelAddress, ErrorCode: (uint)PfErr.Write, Cpl: 0));
+                    Exit(PhysicalMiss(ctx.KernelAddress, null));
                     return;
                 }
                 CompleteKernel(ctx);
@@ -564,6 +491,7 @@ public sealed class X86Cpu
 
     private void CompleteUser(GuestContext ctx)
     {
+        Resuming?.Invoke(this, ctx);
         ctx.UserKind = OpKind.None;
         ctx.Source = null;
         ctx.Lookahead.Clear();
@@ -573,6 +501,7 @@ public sealed class X86Cpu
 
     private void CompleteKernel(GuestContext ctx)
     {
+        Resuming?.Invoke(this, ctx);
         ctx.KernelKind = OpKind.None;
         _again = true;
         ctx.KernelDone.Complete();
@@ -665,6 +594,11 @@ public sealed class X86Cpu
     private void DeliverException(GuestContext ctx, byte vector, uint errorCode)
     {
         var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: exception {vector} with no IDT (triple fault)");
+        if (DeliveryFaults(idt, ctx, new EventInjection(vector, IsException: true, errorCode, HasErrorCode: true, Cr2)))
+        {
+            return;
+        }
+        Resuming?.Invoke(this, ctx);
         Charge(_costs.GuestEventDeliveryNs);
         ctx.HandlerDepth++;
         var awaiter = idt.DeliverException(this, vector, errorCode).GetAwaiter();
@@ -685,6 +619,31 @@ public sealed class X86Cpu
             }
         });
     }
+
+    /// <summary>
+    /// Event delivery touches the IDT, the handler and the kernel stack: if EPT misses one of those
+    /// pages the delivery itself causes the EPT violation, and the event is reported in the exit
+    /// (IDT-vectoring information) for the host to re-inject.
+    /// </summary>
+    private bool DeliveryFaults(IInterruptDescriptorTable idt, GuestContext ctx, EventInjection evt)
+    {
+        Span<ulong> pages = stackalloc ulong[8];
+        int n = idt.DeliveryFootprint(this, ctx, pages);
+        for (int i = 0; i < n; i++)
+        {
+            if (!GuestPhysicalMapped(pages[i]))
+            {
+                Exit(PhysicalMiss(pages[i], evt));
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>The exit a kernel access to an unmapped guest-physical page causes: an EPT violation, or a #PF on the direct map under shadow paging.</summary>
+    private VmExit PhysicalMiss(ulong gpa, EventInjection? vectoring) => Root!.TwoDimensional
+        ? new VmExit(ExitReason.EptViolation, GuestPhysical: gpa, ErrorCode: (uint)PfErr.Write, Cpl: 0, IdtVectoring: vectoring)
+        : new VmExit(ExitReason.ExceptionNmi, GuestPhysical: gpa, GuestLinear: DirectMapBase + gpa, ErrorCode: (uint)PfErr.Write, Cpl: 0, IdtVectoring: vectoring);
 
     private void Exit(VmExit exit)
     {
@@ -741,6 +700,11 @@ public sealed class X86Cpu
             return;
         }
         var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: interrupt with no IDT");
+        if (DeliveryFaults(idt, ctx, inj))
+        {
+            return;
+        }
+        Resuming?.Invoke(this, ctx);
         Charge(_costs.GuestEventDeliveryNs);
         var interrupted = Current!;
         bool halted = interrupted.KernelKind == OpKind.Halt;

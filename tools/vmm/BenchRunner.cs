@@ -1,12 +1,22 @@
+using System.Diagnostics;
+using System.Globalization;
+using Hw;
+using Linux;
+
 namespace KvmApf.Vmm;
 
 /// <summary>Runs the slides' benchmark in a freshly built machine.</summary>
 public static class BenchRunner
 {
+    /// <summary>Simulated time allowed for boot and prefault before a run is declared stuck.</summary>
+    private const long BootBudgetNs = 600_000_000_000;
+
     /// <summary>
     /// Builds the machine for <paramref name="config"/>, boots it, runs bm and returns the
-    /// figures. <paramref name="progress"/> gets the fraction of simulated time done (0..1).
-    /// Throws <see cref="ArgumentException"/> for a configuration that <see cref="BenchConfig.Validate"/> rejects.
+    /// figures. <paramref name="progress"/> gets the fraction of the measured interval done
+    /// (0..1), on the calling thread. Throws <see cref="ArgumentException"/> for a configuration
+    /// that <see cref="BenchConfig.Validate"/> rejects, <see cref="NotSupportedException"/> for
+    /// what this build cannot run yet.
     /// </summary>
     public static BenchResult Run(BenchConfig config, IProgress<double>? progress = null)
     {
@@ -15,7 +25,137 @@ public static class BenchRunner
         {
             throw new ArgumentException($"{problem.Option}: {problem.Message}", nameof(config));
         }
-        _ = progress;
-        throw new NotImplementedException("the machine is being built");
+        if (config.Apf)
+        {
+            throw new NotSupportedException("async PF comes with the series (patches 2–12), which this build does not have yet");
+        }
+        var wall = Stopwatch.StartNew();
+        var m = new Machine(config);
+        var window = new Window(m);
+        var workers = new List<WorkerResult>();
+        bool done = false;
+        m.Console.LineWritten = line =>
+        {
+            if (line == "start")
+            {
+                window.Begin();
+                m.Loop.Arm(new SimTimer(window.End), m.Loop.Now + config.DurationNs);
+            }
+            else if (line.StartsWith("worker ", StringComparison.Ordinal))
+            {
+                int colon = line.IndexOf(':', StringComparison.Ordinal);
+                workers.Add(new WorkerResult(line[..colon], long.Parse(line[(colon + 1)..], CultureInfo.InvariantCulture)));
+            }
+            else if (line.StartsWith("total:", StringComparison.Ordinal))
+            {
+                done = true;
+                m.StopVcpus();
+                m.Loop.Stop();
+            }
+        };
+        m.Start();
+        const long Slice = 1_000_000_000;
+        while (!done)
+        {
+            long limit = window.StartNs >= 0 ? window.StartNs + config.DurationNs + BootBudgetNs : BootBudgetNs;
+            if (m.Loop.Now >= limit)
+            {
+                throw new InvalidOperationException($"the guest did not finish: simulated time {m.Loop.Now} ns, console: {string.Join(" | ", m.Console.Lines)}");
+            }
+            bool more = m.Loop.Run(m.Loop.Now + Slice);
+            if (!more && !done)
+            {
+                throw new InvalidOperationException("the machine went idle before bm finished");
+            }
+            if (window.StartNs >= 0)
+            {
+                progress?.Report(Math.Clamp((m.Loop.Now - window.StartNs) / (double)config.DurationNs, 0, 1));
+            }
+        }
+        wall.Stop();
+        return window.Result(workers, new SimResult(m.Loop.EventsProcessed, m.Loop.Now, wall.ElapsedMilliseconds));
+    }
+
+    /// <summary>The measured interval: snapshots at bm's "start" and <c>duration</c> later.</summary>
+    private sealed class Window(Machine m)
+    {
+        private long[][] _vcpuStart = [];
+        private long[][] _vcpuEnd = [];
+        private (long User, long Kernel, long Stores, long Faults)[] _ctxStart = [];
+        private (long User, long Kernel, long Stores, long Faults)[] _ctxEnd = [];
+        private (long MajFault, long SwapIn, long SwapOut, long Reclaimed) _hostStart;
+        private (long MajFault, long SwapIn, long SwapOut, long Reclaimed) _hostEnd;
+        private long _peak;
+
+        public long StartNs { get; private set; } = -1;
+
+        private List<TaskStruct> Tasks => m.Guest.Tasks;
+
+        public void Begin()
+        {
+            StartNs = m.Loop.Now;
+            _vcpuStart = SnapshotVcpus();
+            _ctxStart = SnapshotContexts();
+            _hostStart = SnapshotHost();
+            m.Cgroup.MaxUsage = m.Cgroup.Usage;
+        }
+
+        public void End()
+        {
+            _vcpuEnd = SnapshotVcpus();
+            _ctxEnd = SnapshotContexts();
+            _hostEnd = SnapshotHost();
+            _peak = m.Cgroup.MaxUsage;
+        }
+
+        private long[][] SnapshotVcpus() => [.. m.Cpus.Select(c => new[]
+        {
+            c.Residency[VcpuState.Guest], c.Residency[VcpuState.Host], c.Residency[VcpuState.Stall], c.Residency[VcpuState.Halt],
+        })];
+
+        private (long, long, long, long)[] SnapshotContexts() =>
+        [
+            .. Tasks.Select(t => t.Context!).Concat(m.Guest.Runqueues.Select(rq => rq.Idle.Context!))
+                .Select(c => (c.UserNs, c.KernelNs, c.Stores, c.HostMajorFaults)),
+        ];
+
+        private (long, long, long, long) SnapshotHost() => (m.Host.PgMajFault, m.Host.PswpIn, m.Host.PswpOut, m.Host.PgSteal);
+
+        public BenchResult Result(List<WorkerResult> workers, SimResult sim)
+        {
+            if (StartNs < 0 || _vcpuEnd.Length == 0)
+            {
+                throw new InvalidOperationException("bm finished without a complete measured interval");
+            }
+            var vcpus = new List<VcpuResult>();
+            for (int i = 0; i < m.Cpus.Length; i++)
+            {
+                long D(int k) => _vcpuEnd[i][k] - _vcpuStart[i][k];
+                vcpus.Add(new VcpuResult(i, D(0), D(1), D(2), D(3)));
+            }
+            var faults = new List<FaultThreadResult>();
+            long workNs = 0, faultNs = 0, kernelNs = 0;
+            var contexts = Tasks.Select(t => t.Context!).Concat(m.Guest.Runqueues.Select(rq => rq.Idle.Context!)).ToList();
+            for (int i = 0; i < contexts.Count && i < _ctxStart.Length; i++)
+            {
+                var (u0, k0, s0, f0) = _ctxStart[i];
+                var (u1, k1, s1, f1) = _ctxEnd[i];
+                kernelNs += k1 - k0;
+                var owner = (TaskStruct)contexts[i].Owner!;
+                if (m.Bm.WorkTasks.Contains(owner))
+                {
+                    workNs += u1 - u0;
+                }
+                if (m.Bm.FaultTasks.Contains(owner))
+                {
+                    faultNs += u1 - u0;
+                    faults.Add(new FaultThreadResult($"fault {m.Bm.FaultTasks.IndexOf(owner)}", s1 - s0, f1 - f0));
+                }
+            }
+            var host = new HostResult(_hostEnd.MajFault - _hostStart.MajFault, _hostEnd.SwapIn - _hostStart.SwapIn,
+                _hostEnd.SwapOut - _hostStart.SwapOut, _hostEnd.Reclaimed - _hostStart.Reclaimed, _peak);
+            var shares = new TimeShares(workNs, faultNs, kernelNs, vcpus.Sum(v => v.HostNs), vcpus.Sum(v => v.StallNs), vcpus.Sum(v => v.HaltNs));
+            return new BenchResult(m.Config, workers, faults, vcpus, host, new ApfResult(0, 0, 0, 0, 0), sim, shares);
+        }
     }
 }

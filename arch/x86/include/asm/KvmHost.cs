@@ -1,0 +1,82 @@
+using Hw;
+
+namespace Linux;
+
+/// <summary>arch/x86/include/asm/kvm_host.h: an exception queued for injection.</summary>
+public struct KvmQueuedException
+{
+    public bool Pending;
+    public byte Nr;
+    public bool HasErrorCode;
+    public uint ErrorCode;
+    /// <summary>The exception was being delivered when the CPU exited: re-inject as it was.</summary>
+    public bool Reinject;
+    /// <summary>CR2 to load with a #PF.</summary>
+    public ulong Address;
+}
+
+/// <summary>arch/x86/include/asm/kvm_host.h: an interrupt queued for injection.</summary>
+public struct KvmQueuedInterrupt
+{
+    public bool Pending;
+    public byte Nr;
+}
+
+/// <summary>arch/x86/include/asm/kvm_host.h: struct kvm_vcpu_arch.</summary>
+public sealed class KvmVcpuArch
+{
+    public int MpState { get; set; } = KvmAbi.KVM_MP_STATE_RUNNABLE;
+
+    public KvmQueuedException Exception;
+
+    public KvmQueuedInterrupt Interrupt;
+
+    public KvmLapic Apic { get; set; } = null!;
+
+    /// <summary>The MMU root the vCPU runs on.</summary>
+    public ITranslationRoot Root { get; set; } = null!;
+
+    /// <summary>Exits counted by reason (the v3 statistics' exits, here as plain counters of the run loop).</summary>
+    public long Exits { get; set; }
+}
+
+/// <summary>
+/// arch/x86/include/asm/kvm_host.h: struct kvm_arch, the VM's MMU state. Sptes are kept in tables
+/// keyed by what they translate rather than in page-table pages (Documentation/deviations.md).
+/// </summary>
+public sealed class KvmArch
+{
+    /// <summary>Protected by mmu_lock: the EPT, gfn → spte (host pfn, writable bit).</summary>
+    public Dictionary<ulong, ulong> Ept { get; } = [];
+
+    /// <summary>Protected by mmu_lock: shadow tables, (guest CR3, guest page) → spte.</summary>
+    public Dictionary<(ulong Cr3, ulong Vpn), ulong> Shadow { get; } = [];
+
+    /// <summary>Protected by mmu_lock: the reverse map of shadow sptes, gfn → their keys.</summary>
+    public Dictionary<ulong, List<(ulong Cr3, ulong Vpn)>> ShadowRmap { get; } = [];
+
+    /// <summary>Protected by mmu_lock: the shadow direct map of the guest kernel, gfn → spte.</summary>
+    public Dictionary<ulong, ulong> ShadowDirect { get; } = [];
+
+    /// <summary>TDP (EPT) or shadow paging.</summary>
+    public bool TdpEnabled { get; set; } = true;
+
+    /// <summary>sptes installed.</summary>
+    public long SptesInstalled { get; set; }
+
+    /// <summary>sptes zapped by MMU notifiers.</summary>
+    public long SptesZapped { get; set; }
+}
+
+/// <summary>Bits of an spte in the port's tables.</summary>
+public static class Spte
+{
+    public const ulong PT_PRESENT_MASK = 1;
+    public const ulong PT_WRITABLE_MASK = 2;
+
+    public static ulong Make(ulong pfn, bool writable) => (pfn << Pgtable.PAGE_SHIFT) | PT_PRESENT_MASK | (writable ? PT_WRITABLE_MASK : 0);
+
+    public static ulong Pfn(ulong spte) => spte >> Pgtable.PAGE_SHIFT;
+
+    public static bool Writable(ulong spte) => (spte & PT_WRITABLE_MASK) != 0;
+}

@@ -1,0 +1,90 @@
+using Hw;
+
+namespace Linux;
+
+// arch/x86/kernel/entry_64.S system_call and the syscalls guest user space uses (patch 0).
+// A syscall runs on the task's context at CPL 0; its return path schedules when asked to.
+public sealed partial class Kernel
+{
+    private ulong _nextMmap = 0x7f00_0000_0000UL;
+
+    /// <summary>system_call: entry.</summary>
+    [Port("arch/x86/kernel/entry_64.S", "system_call")]
+    private async SimTask<TaskStruct> SyscallEnter()
+    {
+        var me = Current;
+        me.Context!.SyscallDepth++;
+        await me.Context.KernelCompute(Costs.GuestSyscallNs);
+        return me;
+    }
+
+    /// <summary>ret_from_sys_call / sysret_careful: schedule if needed, back to user mode.</summary>
+    [Port("arch/x86/kernel/entry_64.S", "sysret_careful")]
+    private async SimTask SyscallExit(TaskStruct me)
+    {
+        if (me.NeedResched)
+        {
+            await Schedule();
+        }
+        me.Context!.SyscallDepth--;
+    }
+
+    /// <summary>clone(CLONE_VM | CLONE_THREAD …): a thread of the caller's process running <paramref name="fn"/>.</summary>
+    [Port("kernel/fork.c", "sys_clone")]
+    public async SimTask<TaskStruct> SysClone(string comm, Func<TaskStruct, SimTask> fn)
+    {
+        var me = await SyscallEnter();
+        var child = DoFork(comm, me.Mm, fn);
+        await SyscallExit(me);
+        return child;
+    }
+
+    /// <summary>mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS): returns the address.</summary>
+    [Port("arch/x86/kernel/sys_x86_64.c", "sys_mmap")]
+    public async SimTask<ulong> SysMmap(ulong length)
+    {
+        var me = await SyscallEnter();
+        ulong len = (length + Pgtable.PAGE_SIZE - 1) & ~(Pgtable.PAGE_SIZE - 1);
+        ulong address = _nextMmap;
+        _nextMmap += len + (1UL << 30); // leave a gap between mappings
+        DoMmapAnonymous(me.Mm!, address, len, write: true);
+        await SyscallExit(me);
+        return address;
+    }
+
+    /// <summary>write(1, …) of one line to the console.</summary>
+    [Port("fs/read_write.c", "sys_write")]
+    public async SimTask SysWrite(string line)
+    {
+        var me = await SyscallEnter();
+        Console?.WriteLine(line);
+        await SyscallExit(me);
+    }
+
+    /// <summary>nanosleep().</summary>
+    [Port("kernel/hrtimer.c", "sys_nanosleep")]
+    public async SimTask SysNanosleep(long ns)
+    {
+        var me = await SyscallEnter();
+        await DoNanosleep(ns);
+        await SyscallExit(me);
+    }
+
+    /// <summary>futex(FUTEX_WAIT).</summary>
+    [Port("kernel/futex.c", "sys_futex")]
+    public async SimTask SysFutexWait(object key, Func<bool> valueUnchanged)
+    {
+        var me = await SyscallEnter();
+        await FutexWait(key, valueUnchanged);
+        await SyscallExit(me);
+    }
+
+    /// <summary>futex(FUTEX_WAKE).</summary>
+    public async SimTask<int> SysFutexWake(object key, int nrWake)
+    {
+        var me = await SyscallEnter();
+        int woken = FutexWake(key, nrWake);
+        await SyscallExit(me);
+        return woken;
+    }
+}

@@ -1,0 +1,105 @@
+using Hw;
+
+namespace Linux;
+
+// arch/x86/kvm/vmx.c (patch 0): VMX entry, exit handling and event injection. Unlike Linux,
+// the kvm_x86_ops indirection is replaced by direct calls (there is no SVM here).
+public sealed partial class Kernel
+{
+    /// <summary>vmx_vcpu_run(): enters the guest after the thread's pending host work, and returns at the next exit.</summary>
+    [Port("arch/x86/kvm/vmx.c", "vmx_vcpu_run")]
+    private async SimTask<VmExit> VmxVcpuRun(KvmVcpu vcpu, EventInjection? injection)
+    {
+        long hostNs = vcpu.Thread.HostWorkNs;
+        vcpu.Thread.HostWorkNs = 0;
+        var exit = await vcpu.Cpu.Enter(hostNs, injection);
+        Current = vcpu.Thread;
+        vcpu.Arch.Exits++;
+        return exit;
+    }
+
+    /// <summary>vmx_complete_interrupts(): an event whose delivery the exit interrupted is queued again.</summary>
+    [Port("arch/x86/kvm/vmx.c", "vmx_complete_interrupts")]
+    private static void VmxCompleteInterrupts(KvmVcpu vcpu, in VmExit exit)
+    {
+        if (exit.IdtVectoring is not { } evt)
+        {
+            return;
+        }
+        if (evt.IsException)
+        {
+            vcpu.Arch.Exception = new KvmQueuedException
+            {
+                Pending = true, Nr = evt.Vector, HasErrorCode = evt.HasErrorCode, ErrorCode = evt.ErrorCode, Reinject = true, Address = evt.Cr2,
+            };
+        }
+        else
+        {
+            vcpu.Arch.Interrupt = new KvmQueuedInterrupt { Pending = true, Nr = evt.Vector };
+        }
+    }
+
+    /// <summary>vmx_handle_exit(): dispatches on the exit reason. Returns 1 to re-enter, 0 to return to userspace, &lt;0 on error.</summary>
+    [Port("arch/x86/kvm/vmx.c", "vmx_handle_exit")]
+    private async SimTask<int> VmxHandleExit(KvmVcpu vcpu, VmExit exit)
+    {
+        switch (exit.Reason)
+        {
+            case ExitReason.EptViolation:
+                return await HandleEptViolation(vcpu, exit);
+            case ExitReason.ExceptionNmi:
+                return await HandleException(vcpu, exit);
+            case ExitReason.Hlt:
+                return HandleHalt(vcpu);
+            case ExitReason.InterruptWindow:
+                vcpu.Cpu.InterruptWindowRequested = false;
+                return 1;
+            case ExitReason.ExternalInterrupt:
+                return 1;
+            case ExitReason.TripleFault:
+                return 0;
+            default:
+                return -Errno.EINVAL;
+        }
+    }
+
+    /// <summary>handle_ept_violation().</summary>
+    [Port("arch/x86/kvm/vmx.c", "handle_ept_violation")]
+    private async SimTask<int> HandleEptViolation(KvmVcpu vcpu, VmExit exit)
+    {
+        int r = await KvmMmuPageFault(vcpu, exit.GuestPhysical, exit.ErrorCode);
+        return r < 0 ? r : 1;
+    }
+
+    /// <summary>handle_exception(): a #PF intercepted under shadow paging.</summary>
+    [Port("arch/x86/kvm/vmx.c", "handle_exception")]
+    private async SimTask<int> HandleException(KvmVcpu vcpu, VmExit exit)
+    {
+        int r = await KvmMmuPageFault(vcpu, exit.GuestLinear, exit.ErrorCode);
+        return r < 0 ? r : 1;
+    }
+
+    /// <summary>handle_halt() → kvm_emulate_halt().</summary>
+    [Port("arch/x86/kvm/vmx.c", "handle_halt")]
+    private static int HandleHalt(KvmVcpu vcpu)
+    {
+        vcpu.Arch.MpState = KvmAbi.KVM_MP_STATE_HALTED;
+        return 1;
+    }
+
+    /// <summary>vmx_interrupt_allowed(): RFLAGS.IF and no interrupt shadow.</summary>
+    [Port("arch/x86/kvm/vmx.c", "vmx_interrupt_allowed")]
+    private static bool VmxInterruptAllowed(KvmVcpu vcpu) => vcpu.Cpu.InterruptAllowed;
+
+    /// <summary>enable_irq_window(): exit as soon as the guest can take an interrupt.</summary>
+    [Port("arch/x86/kvm/vmx.c", "enable_irq_window")]
+    private static void EnableIrqWindow(KvmVcpu vcpu) => vcpu.Cpu.InterruptWindowRequested = true;
+
+    /// <summary>vmx_get_cpl().</summary>
+    [Port("arch/x86/kvm/vmx.c", "vmx_get_cpl")]
+    public static int VmxGetCpl(KvmVcpu vcpu)
+    {
+        ArgumentNullException.ThrowIfNull(vcpu);
+        return vcpu.Cpu.Cpl;
+    }
+}

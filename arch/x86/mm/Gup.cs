@@ -1,0 +1,13 @@
+namespace Linux;
+
+// arch/x86/mm/gup.c: lockless get_user_pages.
+public sealed partial class Kernel
+{
+    /// <summary>
+    /// get_user_pages_fast() for one page: walks the page table without taking mmap_sem and never
+    /// sleeps. Returns null when the page is not mapped (or not writable for a write): the caller
+    /// then falls back to get_user_pages.
+    /// </summary>
+    [Port("arch/x86/mm/gup.c", "get_user_pages_fast")]
+    public Page? GetUserPagesFast(MmStruct mm, ulong start, bool write) => FollowPage(mm, start, write);
+}

@@ -1,0 +1,113 @@
+using Hw;
+
+namespace Linux;
+
+/// <summary>include/linux/bio.h: struct bio, one request to the swap device for consecutive slots.</summary>
+public sealed class Bio(Kernel kernel, bool write) : IDiskCompletion
+{
+    public bool Write { get; } = write;
+
+    public List<Page> Pages { get; } = [];
+
+    public void DiskRequestDone(DiskRequest request) => kernel.BioEndIo(this);
+}
+
+// mm/page_io.c: swap I/O.
+public sealed partial class Kernel
+{
+    /// <summary>Swap writes queued by one reclaim pass, submitted together (the block layer's plug).</summary>
+    private readonly List<Page> _swapPlug = [];
+
+    /// <summary>PSWPIN: pages read from swap.</summary>
+    public long PswpIn { get; private set; }
+
+    /// <summary>PSWPOUT: pages written to swap.</summary>
+    public long PswpOut { get; private set; }
+
+    /// <summary>swap_writepage(): starts writeback of a dirty swap-cache page.</summary>
+    [Port("mm/page_io.c", "swap_writepage")]
+    public void SwapWritepage(Page page)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        page.Clear(PageFlags.PG_dirty);
+        page.Set(PageFlags.PG_writeback);
+        SwapDevice!.WriteContent((long)page.Private.Offset, CopyFrame(page.Pfn));
+        _swapPlug.Add(page);
+    }
+
+    /// <summary>blk_unplug(): submits the queued writes, one request per run of consecutive slots.</summary>
+    public void SwapUnplug()
+    {
+        if (_swapPlug.Count == 0)
+        {
+            return;
+        }
+        _swapPlug.Sort(static (a, b) => a.Private.Offset.CompareTo(b.Private.Offset));
+        Bio? bio = null;
+        ulong next = 0;
+        foreach (var page in _swapPlug)
+        {
+            if (bio is null || page.Private.Offset != next)
+            {
+                SubmitBio(bio);
+                bio = new Bio(this, write: true);
+            }
+            bio.Pages.Add(page);
+            next = page.Private.Offset + 1;
+        }
+        SubmitBio(bio);
+        _swapPlug.Clear();
+    }
+
+    /// <summary>swap_readpage(): starts the read of a locked swap-cache page.</summary>
+    [Port("mm/page_io.c", "swap_readpage")]
+    public void SwapReadpage(Page page)
+    {
+        var bio = new Bio(this, write: false);
+        bio.Pages.Add(page);
+        SubmitBio(bio);
+    }
+
+    private void SubmitBio(Bio? bio)
+    {
+        if (bio is null)
+        {
+            return;
+        }
+        SwapDevice!.Submit(new DiskRequest((long)bio.Pages[0].Private.Offset, bio.Pages.Count, bio.Write, bio));
+    }
+
+    /// <summary>end_swap_bio_write() / end_swap_bio_read().</summary>
+    [Port("mm/page_io.c", "end_swap_bio_write")]
+    internal void BioEndIo(Bio bio)
+    {
+        foreach (var page in bio.Pages)
+        {
+            if (bio.Write)
+            {
+                PswpOut++;
+                EndPageWriteback(page);
+                ReclaimWrittenPage(page);
+            }
+            else
+            {
+                PswpIn++;
+                Ram?.PutFrame(page.Pfn, CopyOf(SwapDevice!.ReadContent((long)page.Private.Offset)));
+                page.Set(PageFlags.PG_uptodate);
+                UnlockPage(page);
+            }
+        }
+    }
+
+    private byte[]? CopyFrame(ulong pfn)
+    {
+        if (Ram?.TakeFrame(pfn) is not { } content)
+        {
+            return null;
+        }
+        Ram.PutFrame(pfn, content);
+        return (byte[])content.Clone();
+    }
+
+    private static byte[]? CopyOf(byte[]? content) => content is null ? null : (byte[])content.Clone();
+}

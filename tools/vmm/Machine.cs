@@ -1,0 +1,126 @@
+using Hw;
+using KvmApf.Guest;
+using Linux;
+
+namespace KvmApf.Vmm;
+
+/// <summary>
+/// One simulated machine running the slides' benchmark: the hardware, a host kernel with KVM
+/// whose VMM process (this class, in QEMU's role) lives in a memory cgroup, and a guest kernel
+/// running bm. Everything runs on the machine's one event loop.
+/// </summary>
+public sealed class Machine
+{
+    /// <summary>Where the VMM maps guest RAM in its address space.</summary>
+    public const ulong GuestRamHva = 0x7f10_0000_0000UL;
+
+    /// <summary>The VMM's own resident memory besides guest RAM (code, heap, device state): 16 MiB.</summary>
+    public const ulong VmmOverheadBytes = 16 * (ulong)BenchConfig.MiB;
+
+    private const ulong VmmHeapHva = 0x5555_0000_0000UL;
+
+    public Machine(BenchConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        Config = config;
+        Loop = new EventLoop();
+        var rng = new Rng(config.Seed);
+        Ram = new PhysicalMemory();
+        long swapBlocks = Math.Max(config.Costs.Disk.Blocks, (config.GuestMemBytes / 4096) + 1024);
+        Disk = new SwapDisk(Loop, rng.Split("swap-disk"), config.Costs.Disk with { Blocks = swapBlocks });
+        Cpus = new X86Cpu[config.Vcpus];
+        for (int i = 0; i < config.Vcpus; i++)
+        {
+            Cpus[i] = new X86Cpu(i, Loop, Ram, config.Costs);
+        }
+        Console = new SerialPort();
+        Host = new Kernel(Kconfig.Host, Loop, rng.Split("host"), config.Costs, Cpus, Ram, Disk);
+        Host.MemInit(1, ulong.MaxValue);
+        Host.SwapOn(swapBlocks);
+        Guest = new Kernel(Kconfig.Guest, Loop, rng.Split("guest"), config.Costs, Cpus);
+        Bm = new Bm(new Libc(Guest), new BmOptions(config.FaultThreads, config.WorkThreads, (ulong)config.ArrayBytes, config.DurationNs), config.Costs);
+        Cgroup = new MemCgroup("kvm-apf-vmm", config.MemLimitBytes);
+        VmmMm = new MmStruct(new SoftPageTable(), 0) { MemCgroup = Cgroup };
+    }
+
+    public BenchConfig Config { get; }
+
+    public EventLoop Loop { get; }
+
+    public PhysicalMemory Ram { get; }
+
+    public SwapDisk Disk { get; }
+
+    public X86Cpu[] Cpus { get; }
+
+    public SerialPort Console { get; }
+
+    public Kernel Host { get; }
+
+    public Kernel Guest { get; }
+
+    public Bm Bm { get; }
+
+    public MemCgroup Cgroup { get; }
+
+    /// <summary>The VMM process's address space.</summary>
+    public MmStruct VmmMm { get; }
+
+    public Kvm? Vm { get; private set; }
+
+    public KvmVcpu[] Vcpus { get; private set; } = [];
+
+    /// <summary>
+    /// Starts the VMM: its own memory, guest RAM as an anonymous mapping, the VM and its memory
+    /// slot, the guest powered on with bm as init, and one thread per vCPU calling KVM_RUN.
+    /// </summary>
+    public void Start()
+    {
+        var vmm = Host.DoFork("qemu", VmmMm, VmmMain);
+        _ = vmm;
+    }
+
+    private async SimTask VmmMain(TaskStruct self)
+    {
+        // The VMM's own memory, charged to the cgroup like everything of the process.
+        Kernel.DoMmapAnonymous(VmmMm, VmmHeapHva, VmmOverheadBytes, write: true);
+        for (ulong a = VmmHeapHva; a < VmmHeapHva + VmmOverheadBytes; a += Pgtable.PAGE_SIZE)
+        {
+            await Host.GetUserPages(self, VmmMm, a, write: true);
+        }
+        ulong ramBytes = (ulong)Config.GuestMemBytes;
+        Kernel.DoMmapAnonymous(VmmMm, GuestRamHva, ramBytes, write: true);
+        Vm = Host.KvmCreateVm(VmmMm, Config.Paging == PagingMode.Tdp);
+        if (Host.KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
+        {
+            throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
+        }
+        Vcpus = new KvmVcpu[Config.Vcpus];
+        Guest.PowerOn(Console, ramBytes, Bm.Main);
+        for (int i = 0; i < Config.Vcpus; i++)
+        {
+            int id = i;
+            Host.DoFork($"qemu-vcpu{i}", VmmMm, t => VcpuThread(t, id));
+        }
+    }
+
+    private async SimTask VcpuThread(TaskStruct self, int id)
+    {
+        var vcpu = Host.KvmVcpuInit(Vm!, id, Cpus[id], self);
+        Vcpus[id] = vcpu;
+        int r = await Host.__VcpuRun(vcpu);
+        if (r < 0)
+        {
+            throw new InvalidOperationException($"KVM_RUN on vcpu {id} failed with {r}");
+        }
+    }
+
+    /// <summary>Makes every vCPU thread return from KVM_RUN at its next exit.</summary>
+    public void StopVcpus()
+    {
+        foreach (var vcpu in Vcpus)
+        {
+            vcpu.StopRequested = true;
+        }
+    }
+}
