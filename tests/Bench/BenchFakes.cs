@@ -4,7 +4,7 @@ using KvmApf.Vmm;
 namespace KvmApf.Tests.Bench;
 
 /// <summary>Hand-built results and a recording stand-in for <see cref="BenchRunner.Run"/>.</summary>
-internal sealed class FakeRunner
+public sealed class FakeRunner
 {
     /// <summary>Thrown for a configuration with async PF on, when set.</summary>
     public Exception? ThrowWhenApfOn { get; init; }
@@ -48,11 +48,15 @@ internal sealed class FakeRunner
 /// <summary>Runs <see cref="App"/> with writers in memory, as the program runs it with a non-interactive console.</summary>
 internal static class AppHarness
 {
-    public static (int Code, string Out, string Err) Invoke(BenchRun runner, params string[] args)
+    public static (int Code, string Out, string Err) Invoke(BenchRun runner, params string[] args) =>
+        Invoke(runner, interactive: false, args);
+
+    /// <summary><paramref name="interactive"/>: as if both outputs were a terminal.</summary>
+    public static (int Code, string Out, string Err) Invoke(BenchRun runner, bool interactive, params string[] args)
     {
         using var stdout = new StringWriter();
         using var stderr = new StringWriter();
-        int code = new App(stdout, stderr, runner, interactive: false).Main(args);
+        int code = new App(stdout, stderr, runner, interactive).Main(args);
         return (code, stdout.ToString(), stderr.ToString());
     }
 
