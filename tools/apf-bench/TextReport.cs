@@ -79,9 +79,10 @@ public static class TextReport
                 o.WriteLine($"{v.Id,5}{Percent(v.GuestNs, duration),9}{Percent(v.HostNs, duration),9}{Percent(v.StallNs, duration),9}{Percent(v.HaltNs, duration),9}");
             }
         }
-        long all = duration * r.Vcpus.Count;
-        o.WriteLine($"{"all",5}{Percent(r.Vcpus.Sum(v => v.GuestNs), all),9}{Percent(r.Vcpus.Sum(v => v.HostNs), all),9}"
-            + $"{Percent(r.Vcpus.Sum(v => v.StallNs), all),9}{Percent(r.Vcpus.Sum(v => v.HaltNs), all),9}");
+        // In double: 1024 vCPUs over a long run overflow a long.
+        double all = (double)duration * r.Vcpus.Count;
+        o.WriteLine($"{"all",5}{Percent(r.Vcpus.Sum(v => (double)v.GuestNs), all),9}{Percent(r.Vcpus.Sum(v => (double)v.HostNs), all),9}"
+            + $"{Percent(r.Vcpus.Sum(v => (double)v.StallNs), all),9}{Percent(r.Vcpus.Sum(v => (double)v.HaltNs), all),9}");
     }
 
     private static void WriteBlock(TextWriter o, string title, IReadOnlyList<long> slides, BenchResult sim)
@@ -96,7 +97,7 @@ public static class TextReport
         o.WriteLine($"{"  total:",-18}{slides.Sum(),Column}{sim.Total,Column}");
     }
 
-    private static string Percent(long part, long whole) =>
+    private static string Percent(double part, double whole) =>
         whole == 0 ? "n/a" : (100.0 * part / whole).ToString("F1", CultureInfo.InvariantCulture) + "%";
 
     private static string Mebibytes(long bytes) =>
