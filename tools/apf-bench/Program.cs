@@ -1,7 +1,6 @@
-var r = KvmApf.Vmm.BenchRunner.Run(new KvmApf.Vmm.BenchConfig { DurationNs = long.Parse(args.Length > 0 ? args[0] : "60000000000", System.Globalization.CultureInfo.InvariantCulture) });
-foreach (var w in r.Workers) Console.WriteLine($"{w.Name}: {w.Counter}");
-Console.WriteLine($"total: {r.Total}");
-foreach (var v in r.Vcpus) Console.WriteLine(v);
-foreach (var f in r.FaultThreads) Console.WriteLine(f);
-Console.WriteLine(r.Host); Console.WriteLine(r.Sim); Console.WriteLine(r.Shares);
-return 0;
+using KvmApf.Bench;
+using KvmApf.Vmm;
+
+// apf-bench: the slides' benchmark in the simulated machine (bench-contract.md, apf-bench --help).
+bool interactive = !Console.IsOutputRedirected && !Console.IsErrorRedirected;
+return new App(Console.Out, Console.Error, BenchRunner.Run, interactive).Main(args);

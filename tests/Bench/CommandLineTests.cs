@@ -1,0 +1,126 @@
+using Hw;
+using KvmApf.Bench;
+using KvmApf.Vmm;
+
+namespace KvmApf.Tests.Bench;
+
+[Category("bench")]
+[Description("apf-bench: the command line of bench-contract.md")]
+public sealed class CommandLineTests
+{
+    /// <summary>Arguments, and the option the one line on standard error must name.</summary>
+    private static readonly TestCaseData[] BadInput =
+    [
+        new TestCaseData(new[] { "run", "--guest-mem", "2X" }, "--guest-mem: '2X' is not a size (use an integer with K, M, G or T)"),
+        new TestCaseData(new[] { "run", "--array", "99999999999T" }, "--array: '99999999999T' is too large"),
+        new TestCaseData(new[] { "run", "--duration", "60" }, "--duration: '60' is not a time"),
+        new TestCaseData(new[] { "run", "--vcpus", "four" }, "--vcpus: 'four' is not an integer"),
+        new TestCaseData(new[] { "run", "--vcpus", "99999999999" }, "--vcpus: '99999999999' is out of range"),
+        new TestCaseData(new[] { "run", "--vcpus", "0" }, "--vcpus: must be between 1 and 1024"),
+        new TestCaseData(new[] { "run", "--vcpus", "1025" }, "--vcpus: must be between 1 and 1024"),
+        new TestCaseData(new[] { "run", "--fault-threads", "-1" }, "--fault-threads: must be between 0 and 4096"),
+        new TestCaseData(new[] { "run", "--array", "2G" }, "--array: "),
+        new TestCaseData(new[] { "run", "--guest-mem", "64M" }, "--guest-mem: must be"),
+        new TestCaseData(new[] { "run", "--mem-limit", "1M" }, "--mem-limit: must be"),
+        new TestCaseData(new[] { "run", "--duration", "0s" }, "--duration: must be positive"),
+        new TestCaseData(new[] { "run", "--seed", "-1" }, "--seed: '-1' is not an unsigned 64-bit integer"),
+        new TestCaseData(new[] { "run", "--seed", "18446744073709551616" }, "--seed: "),
+        new TestCaseData(new[] { "run", "--paging", "ept" }, "--paging: 'ept' is not tdp or shadow"),
+        new TestCaseData(new[] { "run", "--apf", "yes" }, "--apf: 'yes' is not on or off"),
+        new TestCaseData(new[] { "run", "--cost", "Nope=1" }, "--cost: 'Nope' is not a cost"),
+        new TestCaseData(new[] { "run", "--cost", "GuestTickNs" }, "--cost: 'GuestTickNs' is not NAME=VALUE"),
+        new TestCaseData(new[] { "run", "--cost", "GuestTickNs=-5" }, "--cost: GuestTickNs: '-5' is not a non-negative integer"),
+        new TestCaseData(new[] { "run", "--json", "" }, "--json: empty file name"),
+        new TestCaseData(new[] { "run", "--progress=yes" }, "--progress: takes no value"),
+        new TestCaseData(new[] { "compare", "--vcpus=x" }, "--vcpus: 'x' is not an integer"),
+    ];
+
+    private static readonly TestCaseData[] UnknownOrMissing =
+    [
+        new TestCaseData(new[] { "run", "--frobnicate" }, "--frobnicate: unknown option"),
+        new TestCaseData(new[] { "run", "--frobnicate=3" }, "--frobnicate: unknown option"),
+        new TestCaseData(new[] { "run", "-v" }, "-v: unexpected argument"),
+        new TestCaseData(new[] { "run", "extra" }, "extra: unexpected argument"),
+        new TestCaseData(new[] { "bench" }, "bench: unknown command"),
+        new TestCaseData(new[] { "--vcpus", "4" }, "--vcpus: give a command first"),
+        new TestCaseData(new[] { "run", "--vcpus" }, "--vcpus: missing value (N)"),
+        new TestCaseData(new[] { "run", "--guest-mem", "--vcpus", "2" }, "--guest-mem: missing value (SIZE)"),
+        new TestCaseData(new[] { "run", "--duration" }, "--duration: missing value (TIME)"),
+        new TestCaseData(new[] { "compare", "--json" }, "--json: missing value (FILE or -)"),
+        new TestCaseData(new[] { "run", "--cost" }, "--cost: missing value (NAME=VALUE)"),
+    ];
+
+    [TestCaseSource(nameof(BadInput))]
+    public void Main_BadValue_OneLineNamingOptionAndExitCode2(string[] args, string message) =>
+        AssertBadInput(args, message);
+
+    [TestCaseSource(nameof(UnknownOrMissing))]
+    public void Main_UnknownOptionOrMissingValue_OneLineNamingItAndExitCode2(string[] args, string message) =>
+        AssertBadInput(args, message);
+
+    [Test]
+    public void Parse_NoArguments_IsDefaultJobWithSlidesConfig()
+    {
+        Invocation inv = CommandLine.Parse([]);
+        Assert.That(inv, Is.EqualTo(new Invocation(Command.Default, new BenchConfig())));
+    }
+
+    [Test]
+    public void Parse_EveryOption_SetsConfig()
+    {
+        Invocation inv = CommandLine.Parse(
+        [
+            "run", "--vcpus", "8", "--guest-mem", "4G", "--mem-limit=1GiB", "--fault-threads", "2", "--work-threads", "0",
+            "--array", "512M", "--duration", "5ms", "--seed", "18446744073709551615", "--paging", "shadow", "--apf", "on",
+            "--json", "-", "--no-progress",
+        ]);
+        var expected = new BenchConfig
+        {
+            Vcpus = 8, GuestMemBytes = 4 * BenchConfig.GiB, MemLimitBytes = BenchConfig.GiB, FaultThreads = 2, WorkThreads = 0,
+            ArrayBytes = 512 * BenchConfig.MiB, DurationNs = 5_000_000, Seed = ulong.MaxValue, Paging = PagingMode.Shadow, Apf = true,
+        };
+        Assert.That(inv, Is.EqualTo(new Invocation(Command.Run, expected, "-", Progress: false)));
+    }
+
+    [Test]
+    public void Parse_RepeatedCost_AppliesEach()
+    {
+        Invocation inv = CommandLine.Parse(["compare", "--cost", "GuestTickNs=3000", "--cost=disk.minseekns=5", "--cost", "VmExitNs=0"]);
+        var expected = new CostModel { GuestTickNs = 3000, VmExitNs = 0, Disk = new DiskGeometry { MinSeekNs = 5 } };
+        Assert.That(inv.Config.Costs, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void Parse_RepeatedOption_LastWins() =>
+        Assert.That(CommandLine.Parse(["run", "--vcpus", "2", "--vcpus", "3"]).Config.Vcpus, Is.EqualTo(3));
+
+    [TestCase("--help")]
+    [TestCase("-h")]
+    public void Main_Help_PrintsUsageAndExitsZero(string flag)
+    {
+        var runner = new FakeRunner();
+        (int code, string stdout, string stderr) = AppHarness.Invoke(runner.Run, "run", "--vcpus", "x", flag);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(App.ExitOk));
+            Assert.That(stdout, Does.StartWith("usage: apf-bench"));
+            Assert.That(stderr, Is.Empty);
+            Assert.That(runner.Calls, Is.Empty);
+        }
+    }
+
+    private static void AssertBadInput(string[] args, string message)
+    {
+        var runner = new FakeRunner();
+        (int code, string stdout, string stderr) = AppHarness.Invoke(runner.Run, args);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(App.ExitBadInput));
+            Assert.That(AppHarness.Lines(stderr), Has.Length.EqualTo(1));
+            Assert.That(stderr, Does.StartWith("apf-bench: " + message));
+            Assert.That(stderr, Does.Not.Contain("Exception").And.Not.Contain("   at "), "no stack trace");
+            Assert.That(stdout, Is.Empty);
+            Assert.That(runner.Calls, Is.Empty, "nothing runs after bad input");
+        }
+    }
+}

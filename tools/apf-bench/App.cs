@@ -1,0 +1,118 @@
+using KvmApf.Vmm;
+
+namespace KvmApf.Bench;
+
+/// <summary>Runs one simulation; <see cref="BenchRunner.Run"/> in the program, a stand-in in tests.</summary>
+public delegate BenchResult BenchRun(BenchConfig config, IProgress<double>? progress);
+
+/// <summary>
+/// apf-bench's commands (bench-contract.md). Exit codes: 0 done, 1 the simulation failed, 2 bad input
+/// (one line on <c>stderr</c>, no partial output file). With <c>--json -</c> the JSON is all that goes to
+/// <c>stdout</c>. <paramref name="interactive"/>: both outputs are a terminal, so progress is shown by default.
+/// </summary>
+public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, bool interactive)
+{
+    public const int ExitOk = 0;
+    public const int ExitFailed = 1;
+    public const int ExitBadInput = 2;
+
+    public int Main(IReadOnlyList<string> args)
+    {
+        try
+        {
+            Invocation inv = CommandLine.Parse(args);
+            if (inv.Command == Command.Help)
+            {
+                stdout.Write(CommandLine.Usage);
+                return ExitOk;
+            }
+            if (inv.Config.Validate() is { } problem)
+            {
+                throw BadInputException.For(problem.Option, problem.Message);
+            }
+            if (inv.JsonPath is { } path && path != "-")
+            {
+                OutputFile.CheckWritable(path);
+            }
+            return inv.Command == Command.Run ? RunOne(inv) : RunOffAndOn(inv);
+        }
+        catch (BadInputException e)
+        {
+            stderr.WriteLine($"apf-bench: {e.Message}");
+            return ExitBadInput;
+        }
+        catch (NotImplementedException e)
+        {
+            stderr.WriteLine($"apf-bench: the simulation is not complete: {OneLine(e.Message)}");
+            return ExitFailed;
+        }
+    }
+
+    private int RunOne(Invocation inv)
+    {
+        BenchResult result = Simulate(inv, inv.Config, "run");
+        if (inv.JsonPath != "-")
+        {
+            TextReport.Run(stdout, result);
+        }
+        Emit(inv, () => JsonReport.Run(result));
+        return ExitOk;
+    }
+
+    /// <summary>The default job and <c>compare</c>: the same configuration and seed with async PF off, then on.</summary>
+    private int RunOffAndOn(Invocation inv)
+    {
+        bool text = inv.JsonPath != "-";
+        BenchResult off = Simulate(inv, inv.Config with { Apf = false }, "async PF off (1/2)");
+        if (text)
+        {
+            TextReport.Run(stdout, off);
+            stdout.WriteLine();
+        }
+        BenchResult on = Simulate(inv, inv.Config with { Apf = true }, "async PF on (2/2)");
+        if (text)
+        {
+            TextReport.Run(stdout, on);
+            stdout.WriteLine();
+            TextReport.Compare(stdout, off, on);
+        }
+        Emit(inv, () => JsonReport.Compare(off, on));
+        return ExitOk;
+    }
+
+    private BenchResult Simulate(Invocation inv, BenchConfig config, string label)
+    {
+        bool show = inv.Progress ?? (interactive && inv.JsonPath != "-");
+        ConsoleProgress? progress = show ? new ConsoleProgress(stderr, label) : null;
+        try
+        {
+            return runner(config, progress);
+        }
+        catch (NotSupportedException e)
+        {
+            // The async PF series may not be in yet: then "on" is the option at fault.
+            throw config.Apf
+                ? BadInputException.For("--apf", $"'on' is not supported by this build: {OneLine(e.Message)}")
+                : new BadInputException($"not supported by this build: {OneLine(e.Message)}");
+        }
+        finally
+        {
+            progress?.Clear();
+        }
+    }
+
+    private void Emit(Invocation inv, Func<byte[]> json)
+    {
+        if (inv.JsonPath == "-")
+        {
+            stdout.Write(System.Text.Encoding.UTF8.GetString(json()));
+            stdout.Flush();
+        }
+        else if (inv.JsonPath is { } path)
+        {
+            OutputFile.WriteAtomically(path, json());
+        }
+    }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+}

@@ -1,0 +1,154 @@
+using System.Text.Json;
+using Hw;
+using KvmApf.Vmm;
+
+namespace KvmApf.Bench;
+
+/// <summary>
+/// The JSON of bench-contract.md, written with <see cref="Utf8JsonWriter"/> in the contract's key order.
+/// <c>run</c> writes schema <see cref="RunSchema"/>; <c>compare</c> writes <see cref="CompareSchema"/>, an
+/// object holding the two run documents and the ratio of their totals.
+/// </summary>
+public static class JsonReport
+{
+    public const string RunSchema = "kvm-apf/bench/1";
+    public const string CompareSchema = "kvm-apf/bench-compare/1";
+
+    private static readonly JsonWriterOptions Options = new() { Indented = true, NewLine = "\n" };
+
+    /// <summary>The document of one run, UTF-8, ending with a newline.</summary>
+    public static byte[] Run(BenchResult result) => Document(w => WriteRun(w, result));
+
+    /// <summary>The document of <c>compare</c>: <c>{ schema, off, on, ratio }</c>, ratio on/off of the totals or null.</summary>
+    public static byte[] Compare(BenchResult off, BenchResult on) => Document(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("schema", CompareSchema);
+        w.WritePropertyName("off");
+        WriteRun(w, off);
+        w.WritePropertyName("on");
+        WriteRun(w, on);
+        if (TextReport.RatioOf(on.Total, off.Total) is { } ratio)
+        {
+            w.WriteNumber("ratio", Math.Round(ratio, 6));
+        }
+        else
+        {
+            w.WriteNull("ratio");
+        }
+        w.WriteEndObject();
+    });
+
+    private static byte[] Document(Action<Utf8JsonWriter> write)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, Options))
+        {
+            write(w);
+        }
+        buffer.WriteByte((byte)'\n');
+        return buffer.ToArray();
+    }
+
+    private static void WriteRun(Utf8JsonWriter w, BenchResult r)
+    {
+        w.WriteStartObject();
+        w.WriteString("schema", RunSchema);
+        WriteConfig(w, r.Config);
+        w.WriteStartArray("workers");
+        foreach (WorkerResult worker in r.Workers)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", worker.Name);
+            w.WriteNumber("counter", worker.Counter);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteNumber("total", r.Total);
+        w.WriteStartArray("fault_threads");
+        foreach (FaultThreadResult fault in r.FaultThreads)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", fault.Name);
+            w.WriteNumber("accesses", fault.Accesses);
+            w.WriteNumber("faults", fault.Faults);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteStartArray("vcpus");
+        foreach (VcpuResult vcpu in r.Vcpus)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("id", vcpu.Id);
+            w.WriteNumber("guest_ns", vcpu.GuestNs);
+            w.WriteNumber("host_ns", vcpu.HostNs);
+            w.WriteNumber("stall_ns", vcpu.StallNs);
+            w.WriteNumber("halt_ns", vcpu.HaltNs);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteStartObject("host");
+        w.WriteNumber("major_faults", r.Host.MajorFaults);
+        w.WriteNumber("swap_reads", r.Host.SwapReads);
+        w.WriteNumber("swap_writes", r.Host.SwapWrites);
+        w.WriteNumber("reclaimed_pages", r.Host.ReclaimedPages);
+        w.WriteNumber("peak_cgroup_bytes", r.Host.PeakCgroupBytes);
+        w.WriteEndObject();
+        w.WriteStartObject("apf");
+        w.WriteNumber("not_present", r.Apf.NotPresent);
+        w.WriteNumber("page_ready", r.Apf.PageReady);
+        w.WriteNumber("wake_all", r.Apf.WakeAll);
+        w.WriteNumber("sync_fallbacks", r.Apf.SyncFallbacks);
+        w.WriteNumber("max_outstanding", r.Apf.MaxOutstanding);
+        w.WriteEndObject();
+        w.WriteStartObject("sim");
+        w.WriteNumber("events", r.Sim.Events);
+        w.WriteNumber("sim_ns", r.Sim.SimNs);
+        w.WriteNumber("wall_ms", r.Sim.WallMs);
+        w.WriteEndObject();
+        // Not in the contract's list (keys may be added): where the vCPUs' time went, all vCPUs together.
+        w.WriteStartObject("shares");
+        w.WriteNumber("work_threads_ns", r.Shares.WorkThreadsNs);
+        w.WriteNumber("fault_threads_ns", r.Shares.FaultThreadsNs);
+        w.WriteNumber("guest_kernel_ns", r.Shares.GuestKernelNs);
+        w.WriteNumber("host_ns", r.Shares.HostNs);
+        w.WriteNumber("stall_ns", r.Shares.StallNs);
+        w.WriteNumber("halt_ns", r.Shares.HaltNs);
+        w.WriteEndObject();
+        w.WriteEndObject();
+    }
+
+    private static void WriteConfig(Utf8JsonWriter w, BenchConfig c)
+    {
+        w.WriteStartObject("config");
+        w.WriteNumber("vcpus", c.Vcpus);
+        w.WriteNumber("guest_mem_bytes", c.GuestMemBytes);
+        w.WriteNumber("mem_limit_bytes", c.MemLimitBytes);
+        w.WriteNumber("fault_threads", c.FaultThreads);
+        w.WriteNumber("work_threads", c.WorkThreads);
+        w.WriteNumber("array_bytes", c.ArrayBytes);
+        w.WriteNumber("duration_ns", c.DurationNs);
+        w.WriteNumber("seed", c.Seed);
+        w.WriteString("paging", c.Paging == PagingMode.Shadow ? "shadow" : "tdp");
+        w.WriteBoolean("apf", c.Apf);
+        WriteCosts(w, c.Costs);
+        w.WriteEndObject();
+    }
+
+    /// <summary><c>config.costs</c>: every value of the cost model under its <c>--cost</c> name, the disk nested as <c>Disk</c>.</summary>
+    private static void WriteCosts(Utf8JsonWriter w, CostModel costs)
+    {
+        w.WriteStartObject("costs");
+        foreach (CostEntry e in Costs.All.Where(e => !e.Name.StartsWith(Costs.DiskPrefix, StringComparison.Ordinal)))
+        {
+            w.WriteNumber(e.Name, e.Get(costs));
+        }
+        w.WriteStartObject(Costs.DiskPrefix.TrimEnd('.'));
+        foreach (CostEntry e in Costs.All.Where(e => e.Name.StartsWith(Costs.DiskPrefix, StringComparison.Ordinal)))
+        {
+            w.WriteNumber(e.Name[Costs.DiskPrefix.Length..], e.Get(costs));
+        }
+        w.WriteEndObject();
+        w.WriteEndObject();
+    }
+}
