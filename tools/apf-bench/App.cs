@@ -9,8 +9,10 @@ public delegate BenchResult BenchRun(BenchConfig config, IProgress<double>? prog
 /// apf-bench's commands (bench-contract.md). Exit codes: 0 done, 1 the simulation failed, 2 bad input
 /// (one line on <c>stderr</c>, no partial output file). With <c>--json -</c> the JSON is all that goes to
 /// <c>stdout</c>. <paramref name="interactive"/>: both outputs are a terminal, so progress is shown by default.
+/// <paramref name="apfSupported"/>: the build has the series; without it the default job runs async PF off
+/// only, beside the slides' "without" block, and <c>compare</c> is refused.
 /// </summary>
-public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, bool interactive)
+public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, bool interactive, bool apfSupported = true)
 {
     public const int ExitOk = 0;
     public const int ExitFailed = 1;
@@ -62,6 +64,10 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
     /// <summary>The default job and <c>compare</c>: the same configuration and seed with async PF off, then on.</summary>
     private int RunOffAndOn(Invocation inv)
     {
+        if (!apfSupported)
+        {
+            return RunBaselineBesideSlides(inv);
+        }
         bool text = inv.JsonPath != "-";
         BenchResult off = Simulate(inv, inv.Config with { Apf = false }, "async PF off (1/2)");
         if (text)
@@ -77,6 +83,24 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
             TextReport.Compare(stdout, off, on);
         }
         Emit(inv, () => JsonReport.Compare(off, on));
+        return ExitOk;
+    }
+
+    /// <summary>Before the series: the default job is the "without async pf" run beside the slides' block.</summary>
+    private int RunBaselineBesideSlides(Invocation inv)
+    {
+        if (inv.Command == Command.Compare)
+        {
+            throw new BadInputException("compare: needs async PF, which comes with the series (patches 2-12) and is not in this build");
+        }
+        BenchResult off = Simulate(inv, inv.Config with { Apf = false }, "async PF off");
+        if (inv.JsonPath != "-")
+        {
+            TextReport.Run(stdout, off);
+            stdout.WriteLine();
+            TextReport.BesideSlides(stdout, off);
+        }
+        Emit(inv, () => JsonReport.Run(off));
         return ExitOk;
     }
 

@@ -61,6 +61,17 @@ public static class TextReport
         o.WriteLine($"{"ratio on/off",-18}{slides,Column}{Ratio(on.Total, off.Total),Column}");
     }
 
+    /// <summary>bm's lines of a run without async PF beside the slides' "without async pf" block.</summary>
+    public static void BesideSlides(TextWriter o, BenchResult off)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        ArgumentNullException.ThrowIfNull(off);
+        o.WriteLine($"bm beside the slides ({Slides.Setup})");
+        o.WriteLine($"{"",-18}{"slides",Column}{"simulation",Column}");
+        WriteBlock(o, "without async pf", Slides.WithoutApf, off);
+        o.WriteLine($"{"ratio sim/slides",-18}{"",Column}{Ratio(off.Total, Slides.WithoutApf.Sum()),Column}");
+    }
+
     /// <summary><paramref name="on"/> / <paramref name="off"/>, or null when <paramref name="off"/> is zero.</summary>
     public static double? RatioOf(long on, long off) => off == 0 ? null : (double)on / off;
 

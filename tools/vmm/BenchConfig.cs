@@ -69,6 +69,32 @@ public sealed record BenchConfig
         {
             return ("--duration", "must be positive");
         }
+        return ValidateCosts();
+    }
+
+    private (string Option, string Message)? ValidateCosts()
+    {
+        var c = Costs;
+        var d = c.Disk;
+        (string Name, long Value, long Min)[] rules =
+        [
+            (nameof(c.VmExitNs), c.VmExitNs, 0), (nameof(c.VmEntryNs), c.VmEntryNs, 0), (nameof(c.InlineExitNs), c.InlineExitNs, 0),
+            (nameof(c.HostFaultNs), c.HostFaultNs, 0), (nameof(c.HostAnonPageNs), c.HostAnonPageNs, 0), (nameof(c.ReclaimPerPageNs), c.ReclaimPerPageNs, 0),
+            (nameof(c.GuestEventDeliveryNs), c.GuestEventDeliveryNs, 0), (nameof(c.GuestTickNs), c.GuestTickNs, 0),
+            (nameof(c.GuestContextSwitchNs), c.GuestContextSwitchNs, 0), (nameof(c.GuestPageFaultNs), c.GuestPageFaultNs, 0),
+            (nameof(c.GuestSyscallNs), c.GuestSyscallNs, 0), (nameof(c.FaultLoopIterationNs), c.FaultLoopIterationNs, 1),
+            (nameof(c.IncrementsPerMicrosecond), c.IncrementsPerMicrosecond, 0),
+            ("Disk." + nameof(d.MinSeekNs), d.MinSeekNs, 0), ("Disk." + nameof(d.MaxSeekNs), d.MaxSeekNs, d.MinSeekNs),
+            ("Disk." + nameof(d.RotationNs), d.RotationNs, 1), ("Disk." + nameof(d.BytesPerSecond), d.BytesPerSecond, 1),
+            ("Disk." + nameof(d.Blocks), d.Blocks, 1),
+        ];
+        foreach (var (name, value, min) in rules)
+        {
+            if (value < min)
+            {
+                return ("--cost", $"{name} must be at least {min}, got {value}");
+            }
+        }
         return null;
     }
 }

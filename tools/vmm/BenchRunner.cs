@@ -8,6 +8,9 @@ namespace KvmApf.Vmm;
 /// <summary>Runs the slides' benchmark in a freshly built machine.</summary>
 public static class BenchRunner
 {
+    /// <summary>True once the async PF series is in: <c>--apf on</c> can run.</summary>
+    public static bool SupportsApf => false;
+
     /// <summary>Simulated time allowed for boot and prefault before a run is declared stuck.</summary>
     private const long BootBudgetNs = 600_000_000_000;
 
