@@ -55,6 +55,12 @@ public sealed class GuestContext(string name)
     /// <summary>Exception handlers in progress on this context (a #PF handler that sleeps keeps it above zero).</summary>
     internal int HandlerDepth;
 
+    /// <summary>The completion of a HLT; a HLT ended by an event moves its completion to <see cref="EndedHalts"/>.</summary>
+    internal OpCompletion HaltDone = new();
+
+    /// <summary>HLTs that an event ended, innermost on top: each resumes once the handler of its event is done.</summary>
+    internal Stack<OpCompletion>? EndedHalts;
+
     public string Name { get; } = name;
 
     /// <summary>The CPU executing this context, or null while it is switched out.</summary>
@@ -124,7 +130,7 @@ public sealed class GuestContext(string name)
         KernelKind = kind;
         KernelRemaining = remaining;
         KernelAddress = address;
-        var task = KernelDone.Task();
+        var task = kind == OpKind.Halt ? HaltDone.Task() : KernelDone.Task();
         KickIfCurrent();
         return task;
     }

@@ -143,7 +143,21 @@ public sealed class X86Cpu
     }
 
     /// <summary>Invalidates every cached translation (INVEPT / INVVPID, or a shadow root change).</summary>
-    public void FlushTlb() => _tlb.Clear();
+    public void FlushTlb()
+    {
+        _tlb.Clear();
+        RecheckStoreRun();
+    }
+
+    /// <summary>A run of stores judged as hits when it started is cut where it is and judged again after a TLB flush.</summary>
+    private void RecheckStoreRun()
+    {
+        if (_segmentStart >= 0 && _segmentOwner == SegmentOwner.User && Current?.UserKind == OpKind.StoreLoop)
+        {
+            Pause();
+            Kick0();
+        }
+    }
 
     /// <summary>Called by the host when the fault of the last exit needed swap I/O; counted on the context that faulted.</summary>
     public void AccountMajorFault()
@@ -189,11 +203,15 @@ public sealed class X86Cpu
     public void WriteCr3(ulong cr3)
     {
         Cr3 = cr3;
-        _tlb.Clear();
+        FlushTlb();
     }
 
     /// <summary>INVLPG.</summary>
-    public void Invlpg(ulong gva) => _tlb.Remove(gva >> PhysicalMemory.PageShift);
+    public void Invlpg(ulong gva)
+    {
+        _tlb.Remove(gva >> PhysicalMemory.PageShift);
+        RecheckStoreRun();
+    }
 
     /// <summary>Guest kernel time owed by code that cannot sleep (interrupt handlers); executed before anything else.</summary>
     public void Charge(long ns)
@@ -502,9 +520,10 @@ public sealed class X86Cpu
     private void CompleteKernel(GuestContext ctx)
     {
         Resuming?.Invoke(this, ctx);
+        bool halt = ctx.KernelKind == OpKind.Halt;
         ctx.KernelKind = OpKind.None;
         _again = true;
-        ctx.KernelDone.Complete();
+        (halt ? ctx.HaltDone : ctx.KernelDone).Complete();
     }
 
     /// <summary>Translates a user store; on a miss raises the guest #PF or the exit. True on a hit.</summary>
@@ -591,10 +610,10 @@ public sealed class X86Cpu
     }
 
     /// <summary>Delivers an exception to the guest on <paramref name="ctx"/>; the faulting user operation is retried after the handler.</summary>
-    private void DeliverException(GuestContext ctx, byte vector, uint errorCode)
+    private void DeliverException(GuestContext ctx, byte vector, uint errorCode, bool checkedFootprint = false, bool endsHalt = false)
     {
         var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: exception {vector} with no IDT (triple fault)");
-        if (DeliveryFaults(idt, ctx, new EventInjection(vector, IsException: true, errorCode, HasErrorCode: true, Cr2)))
+        if (!checkedFootprint && DeliveryFaults(idt, ctx, new EventInjection(vector, IsException: true, errorCode, HasErrorCode: true, Cr2)))
         {
             return;
         }
@@ -607,12 +626,20 @@ public sealed class X86Cpu
             ctx.HandlerDepth--;
             awaiter.GetResult();
             _again = true;
+            if (endsHalt)
+            {
+                EndHalt(ctx);
+            }
             return;
         }
         awaiter.OnCompleted(() =>
         {
             ctx.HandlerDepth--;
             awaiter.GetResult();
+            if (endsHalt)
+            {
+                EndHalt(ctx);
+            }
             if (ReferenceEquals(ctx, Current))
             {
                 Kick0();
@@ -687,33 +714,51 @@ public sealed class X86Cpu
         Step();
     }
 
+    /// <summary>
+    /// Delivers an injected event. An event that arrives while the context is in HLT ends the
+    /// HLT: the handler runs first, and the instruction after HLT (the code that awaited it)
+    /// resumes once the handler is done.
+    /// </summary>
     private void Inject(EventInjection inj)
     {
         var ctx = Current ?? throw new InvalidOperationException($"vCPU {Id}: event injected with no guest context");
+        var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: event {inj.Vector} with no IDT (triple fault)");
+        if (DeliveryFaults(idt, ctx, inj))
+        {
+            return;
+        }
+        bool endsHalt = ctx.KernelKind == OpKind.Halt;
+        if (endsHalt)
+        {
+            ctx.KernelKind = OpKind.None;
+            (ctx.EndedHalts ??= new Stack<OpCompletion>()).Push(ctx.HaltDone);
+            ctx.HaltDone = new OpCompletion();
+        }
         if (inj.IsException)
         {
             if (inj.Vector == Vectors.PageFault)
             {
                 Cr2 = inj.Cr2;
             }
-            DeliverException(ctx, inj.Vector, inj.ErrorCode);
-            return;
-        }
-        var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: interrupt with no IDT");
-        if (DeliveryFaults(idt, ctx, inj))
-        {
+            DeliverException(ctx, inj.Vector, inj.ErrorCode, checkedFootprint: true, endsHalt);
             return;
         }
         Resuming?.Invoke(this, ctx);
         Charge(_costs.GuestEventDeliveryNs);
-        var interrupted = Current!;
-        bool halted = interrupted.KernelKind == OpKind.Halt;
         idt.DeliverInterrupt(this, inj.Vector);
-        if (halted && interrupted.KernelKind == OpKind.Halt)
+        if (endsHalt)
         {
-            // HLT ends with the interrupt; its handler has run, now the instruction after it.
-            CompleteKernel(interrupted);
+            EndHalt(ctx);
         }
+    }
+
+    /// <summary>The handler of the event that ended a HLT is done: the code after that HLT runs.</summary>
+    private void EndHalt(GuestContext ctx)
+    {
+        var halt = ctx.EndedHalts!.Pop();
+        Resuming?.Invoke(this, ctx);
+        _again = true;
+        halt.Complete();
     }
 
     /// <summary>Completes the host's wait for an exit, inline: the exit timer is the host thread's own event.</summary>

@@ -73,6 +73,12 @@ public sealed record Kconfig
     /// <summary>Preemptible kernel (the guest sets send-always only with it, patch 11).</summary>
     public bool CONFIG_PREEMPT { get; init; }
 
+    /// <summary>Async page faults (virt/kvm/Kconfig, selected by arch/x86/kvm/Kconfig; patch 8).</summary>
+    public bool CONFIG_KVM_ASYNC_PF { get; init; }
+
+    /// <summary>The async PF ABI the kernel is built against (patch 2): v3 by default, or the merged values.</summary>
+    public ApfAbi Abi { get; init; } = ApfAbi.V3;
+
     /// <summary>Memory cgroups (the host's VMM runs in one).</summary>
     public bool CONFIG_CGROUP_MEM_RES_CTLR { get; init; }
 

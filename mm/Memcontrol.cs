@@ -59,6 +59,29 @@ public sealed partial class Kernel
         page.MemCgroup = mem;
     }
 
+    /// <summary>
+    /// The charge of a caller that must not sleep (get_user_pages_noio, patch 6): reclaims once
+    /// and charges if that brought the cgroup under its limit; false if it would have to wait.
+    /// </summary>
+    [Port("mm/memcontrol.c", "mem_cgroup_try_charge_swapin", Patches = [6])]
+    public bool MemCgroupTryCharge(Page page, MemCgroup mem)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        ArgumentNullException.ThrowIfNull(mem);
+        if (mem.Usage + (long)Pgtable.PAGE_SIZE > mem.Limit)
+        {
+            TryToFreeMemCgroupPages(mem);
+            if (mem.Usage + (long)Pgtable.PAGE_SIZE > mem.Limit)
+            {
+                return false;
+            }
+        }
+        mem.Usage += (long)Pgtable.PAGE_SIZE;
+        mem.MaxUsage = Math.Max(mem.MaxUsage, mem.Usage);
+        page.MemCgroup = mem;
+        return true;
+    }
+
     /// <summary>mem_cgroup_uncharge_page(): the page is freed.</summary>
     [Port("mm/memcontrol.c", "mem_cgroup_uncharge_page")]
     public void MemCgroupUncharge(Page page)

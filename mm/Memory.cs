@@ -9,6 +9,12 @@ public static class VmFault
     public const int VM_FAULT_SIGBUS = 0x0002;
     public const int VM_FAULT_MAJOR = 0x0004;
     public const int VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS;
+
+    /// <summary>FAULT_FLAG_WRITE.</summary>
+    public const int FAULT_FLAG_WRITE = 0x01;
+
+    /// <summary>FAULT_FLAG_MINOR (patch 6): fail instead of starting I/O or waiting for it.</summary>
+    public const int FAULT_FLAG_MINOR = 0x08;
 }
 
 // mm/memory.c: demand paging and get_user_pages, for the host's VMM and the guest's tasks alike.
@@ -21,27 +27,31 @@ public sealed partial class Kernel
     public long PgFault { get; private set; }
 
     /// <summary>handle_mm_fault() → handle_pte_fault(): resolves a fault at <paramref name="address"/>. May sleep.</summary>
-    [Port("mm/memory.c", "handle_mm_fault")]
-    public async SimTask<int> HandleMmFault(MmStruct mm, VmAreaStruct vma, ulong address, bool write)
+    /// <remarks>With FAULT_FLAG_MINOR (patch 6) it never sleeps: a fault that would need I/O, or a wait for I/O, fails.</remarks>
+    [Port("mm/memory.c", "handle_mm_fault", Patches = [0, 6])]
+    public async SimTask<int> HandleMmFault(MmStruct mm, VmAreaStruct vma, ulong address, int flags)
     {
         ArgumentNullException.ThrowIfNull(mm);
-        MightSleep();
+        if ((flags & VmFault.FAULT_FLAG_MINOR) == 0)
+        {
+            MightSleep();
+        }
         PgFault++;
         ulong entry = await mm.PageTable.ReadPte(address);
         if (Pgtable.PteNone(entry))
         {
-            return await DoAnonymousPage(mm, vma, address, write);
+            return await DoAnonymousPage(mm, vma, address, flags);
         }
         if (!Pgtable.PtePresent(entry))
         {
-            return await DoSwapPage(mm, address, entry, write);
+            return await DoSwapPage(mm, address, entry, flags);
         }
         return 0; // mapped meanwhile (a spurious fault)
     }
 
     /// <summary>do_anonymous_page(): a zeroed page for a first touch.</summary>
-    [Port("mm/memory.c", "do_anonymous_page")]
-    private async SimTask<int> DoAnonymousPage(MmStruct mm, VmAreaStruct vma, ulong address, bool write)
+    [Port("mm/memory.c", "do_anonymous_page", Patches = [0, 6])]
+    private async SimTask<int> DoAnonymousPage(MmStruct mm, VmAreaStruct vma, ulong address, int flags)
     {
         var page = AllocPage();
         if (page is null)
@@ -50,7 +60,18 @@ public sealed partial class Kernel
         }
         if (mm.MemCgroup is { } mem)
         {
-            await MemCgroupCharge(page, mem);
+            if ((flags & VmFault.FAULT_FLAG_MINOR) != 0)
+            {
+                if (!MemCgroupTryCharge(page, mem))
+                {
+                    FreePage(page);
+                    return VmFault.VM_FAULT_MAJOR | VmFault.VM_FAULT_ERROR; // would wait for writeback
+                }
+            }
+            else
+            {
+                await MemCgroupCharge(page, mem);
+            }
         }
         await ClearUserHighpage(page);
         page.Set(PageFlags.PG_uptodate);
@@ -62,6 +83,7 @@ public sealed partial class Kernel
             return 0;
         }
         await mm.PageTable.WritePte(address, Pgtable.MkPte(page.Pfn, vma.Write));
+        _ = flags;
         PageAddAnonRmap(page, mm, address);
         LruCacheAdd(page);
         MarkPageAccessed(page);
@@ -83,12 +105,17 @@ public sealed partial class Kernel
     }
 
     /// <summary>do_swap_page(): brings a swapped page back, reading it if it is not in the swap cache.</summary>
-    [Port("mm/memory.c", "do_swap_page")]
-    private async SimTask<int> DoSwapPage(MmStruct mm, ulong address, ulong origPte, bool write)
+    [Port("mm/memory.c", "do_swap_page", Patches = [0, 6])]
+    private async SimTask<int> DoSwapPage(MmStruct mm, ulong address, ulong origPte, int flags)
     {
+        bool write = (flags & VmFault.FAULT_FLAG_WRITE) != 0;
         var entry = Pgtable.PteToSwpEntry(origPte);
         int ret = 0;
         var page = LookupSwapCache(entry);
+        if ((flags & VmFault.FAULT_FLAG_MINOR) != 0 && (page is null || page.Test(PageFlags.PG_locked)))
+        {
+            return VmFault.VM_FAULT_MAJOR | VmFault.VM_FAULT_ERROR; // the page needs I/O, or waits for it
+        }
         if (page is null)
         {
             page = await SwapinReadahead(entry, mm.MemCgroup);
@@ -145,12 +172,15 @@ public sealed partial class Kernel
     /// get_user_pages() → __get_user_pages() for one page: faults it in as needed, sleeping on
     /// I/O, and counts the task's major and minor faults.
     /// </summary>
-    [Port("mm/memory.c", "__get_user_pages")]
-    public async SimTask<Page?> GetUserPages(TaskStruct tsk, MmStruct mm, ulong start, bool write)
+    [Port("mm/memory.c", "__get_user_pages", Patches = [0, 6])]
+    public async SimTask<Page?> GetUserPages(TaskStruct tsk, MmStruct mm, ulong start, bool write, bool minorOnly = false)
     {
         ArgumentNullException.ThrowIfNull(tsk);
         ArgumentNullException.ThrowIfNull(mm);
-        MightSleep();
+        if (!minorOnly)
+        {
+            MightSleep();
+        }
         var vma = mm.FindVma(start);
         if (vma is null)
         {
@@ -162,7 +192,8 @@ public sealed partial class Kernel
             {
                 return page;
             }
-            int ret = await HandleMmFault(mm, vma, start, write);
+            int flags = (write ? VmFault.FAULT_FLAG_WRITE : 0) | (minorOnly ? VmFault.FAULT_FLAG_MINOR : 0);
+            int ret = await HandleMmFault(mm, vma, start, flags);
             if ((ret & VmFault.VM_FAULT_ERROR) != 0)
             {
                 return null;
@@ -176,5 +207,24 @@ public sealed partial class Kernel
                 tsk.MinFlt++;
             }
         }
+    }
+}
+
+// mm/memory.c, patch 6: the get_user_pages variant that fails if a major fault is required.
+public sealed partial class Kernel
+{
+    /// <summary>
+    /// get_user_pages_noio(): the page if it is present or in the swap cache (a minor fault maps
+    /// it), null if getting it would need I/O. Never sleeps and starts no I/O.
+    /// </summary>
+    [Port("mm/memory.c", "get_user_pages_noio", Patches = [6])]
+    public Page? GetUserPagesNoio(TaskStruct tsk, MmStruct mm, ulong start, bool write)
+    {
+        var awaiter = GetUserPages(tsk, mm, start, write, minorOnly: true).GetAwaiter();
+        if (!awaiter.IsCompleted)
+        {
+            throw new InvalidOperationException($"BUG: {Name}: get_user_pages_noio slept");
+        }
+        return awaiter.GetResult();
     }
 }

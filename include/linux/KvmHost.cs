@@ -29,6 +29,9 @@ public sealed class Kvm(int id, MmStruct mm)
     /// <summary>Protected by mmu_lock: invalidations in progress.</summary>
     public int MmuNotifierCount { get; set; }
 
+    /// <summary>memslot_version (patch 7): bumped by every committed slot change, so cached translations know when to refresh.</summary>
+    public long MemslotVersion { get; set; }
+
     public KvmArch Arch { get; } = new();
 }
 
@@ -56,7 +59,64 @@ public sealed class KvmVcpu(Kvm kvm, int vcpuId, X86Cpu cpu)
     /// <summary>Set by the VMM to make KVM_RUN return (a signal to the vCPU thread).</summary>
     public bool StopRequested { get; set; }
 
+    /// <summary>Protected by async_pf_lock (patch 8): work items from setup until the guest has been told the page is ready.</summary>
+    public List<KvmAsyncPf> AsyncPfQueue { get; } = [];
+
+    /// <summary>Protected by async_pf_lock (patch 8): completed items not yet presented to the guest.</summary>
+    public List<KvmAsyncPf> AsyncPfDone { get; } = [];
+
+    /// <summary>async_pf.queued (patch 8): items counted against the per-vCPU cap.</summary>
+    public int AsyncPfQueued { get; set; }
+
+    /// <summary>The per-vCPU async_pf_lock (patch 8).</summary>
+    public Spinlock? AsyncPfLock { get; set; }
+
     public override string ToString() => $"vcpu{VcpuId}";
+}
+
+/// <summary>include/linux/kvm_host.h: struct kvm_async_pf (patch 8), one outstanding async page fault.</summary>
+public sealed class KvmAsyncPf(KvmVcpu vcpu)
+{
+    public KvmVcpu Vcpu { get; } = vcpu;
+
+    /// <summary>The faulting address as the guest gave it (a gpa under TDP, a gva under shadow paging).</summary>
+    public ulong Gva { get; init; }
+
+    public ulong Gfn { get; init; }
+
+    /// <summary>The VMM's hva of the page.</summary>
+    public ulong Addr { get; init; }
+
+    /// <summary>struct kvm_arch_async_pf: the token, and the guest CR3 for the shadow-paging prefault.</summary>
+    public uint Token { get; init; }
+
+    public ulong Cr3 { get; init; }
+
+    /// <summary>A page-ready for every waiter of the vCPU (token ~0), with no page behind it.</summary>
+    public bool WakeupAll { get; init; }
+
+    /// <summary>The worker brought the page in (page != NULL in 2.6.38).</summary>
+    public bool Done { get; set; }
+
+    /// <summary>The page's frame, once the worker got it.</summary>
+    public ulong Pfn { get; set; }
+
+    /// <summary>kvm_clear_async_pf_completion_queue() dropped the item while its worker ran: the worker frees it.</summary>
+    public bool Cancelled { get; set; }
+
+    /// <summary>Virtual time of the not-present, for latency figures.</summary>
+    public long CreatedNs { get; init; }
+}
+
+/// <summary>include/linux/kvm_types.h: struct gfn_to_hva_cache (patch 7, in the shape seeds/004 asks for).</summary>
+public sealed class GfnToHvaCache
+{
+    public ulong Gpa { get; set; }
+
+    public ulong Hva { get; set; }
+
+    /// <summary>The memslot version the hva was resolved under.</summary>
+    public long MemslotVersion { get; set; } = -1;
 }
 
 /// <summary>include/linux/kvm_host.h: request bits.</summary>

@@ -53,7 +53,88 @@ public sealed partial class Kernel
             }
         }
         kvm.Memslots.Add(new KvmMemorySlot(baseGfn, npages, userspaceAddr));
+        kvm.MemslotVersion++;
         return 0;
+    }
+
+    /// <summary>Removes the slot that starts at <paramref name="guestPhysAddr"/> (a zero-sized KVM_SET_USER_MEMORY_REGION).</summary>
+    [Port("virt/kvm/kvm_main.c", "kvm_delete_memory_region", Patches = [0, 7])]
+    public static int KvmDeleteMemoryRegion(Kvm kvm, ulong guestPhysAddr)
+    {
+        ArgumentNullException.ThrowIfNull(kvm);
+        int removed = kvm.Memslots.RemoveAll(s => s.BaseGfn == guestPhysAddr >> Pgtable.PAGE_SHIFT);
+        if (removed == 0)
+        {
+            return -Errno.EINVAL;
+        }
+        kvm.MemslotVersion++;
+        return 0;
+    }
+
+    /// <summary>kvm_gfn_to_hva_cache_init() (patch 7): resolves <paramref name="gpa"/> once and remembers the memslot version.</summary>
+    [Port("virt/kvm/kvm_main.c", "kvm_gfn_to_hva_cache_init", Patches = [7])]
+    public static int KvmGfnToHvaCacheInit(Kvm kvm, GfnToHvaCache ghc, ulong gpa)
+    {
+        ArgumentNullException.ThrowIfNull(kvm);
+        ArgumentNullException.ThrowIfNull(ghc);
+        ghc.Gpa = gpa;
+        ghc.MemslotVersion = kvm.MemslotVersion;
+        ulong hva = GfnToHva(kvm, gpa >> Pgtable.PAGE_SHIFT);
+        ghc.Hva = hva == BadHva ? BadHva : hva + (gpa & (Pgtable.PAGE_SIZE - 1));
+        return hva == BadHva ? -Errno.EFAULT : 0;
+    }
+
+    /// <summary>Translations the gfn→hva cache had to redo because the memslots changed (patch 7).</summary>
+    public long HvaCacheRefreshes { get; private set; }
+
+    /// <summary>
+    /// kvm_write_guest_cached() (patch 7) of a u32: re-resolves the hva only when the memslot
+    /// version moved, then writes through the VMM's mapping (which faults the page in if needed).
+    /// </summary>
+    [Port("virt/kvm/kvm_main.c", "kvm_write_guest_cached", Patches = [7])]
+    public async SimTask<int> KvmWriteGuestCached(Kvm kvm, GfnToHvaCache ghc, uint value)
+    {
+        ArgumentNullException.ThrowIfNull(kvm);
+        ArgumentNullException.ThrowIfNull(ghc);
+        if (ghc.MemslotVersion != kvm.MemslotVersion)
+        {
+            HvaCacheRefreshes++;
+            KvmGfnToHvaCacheInit(kvm, ghc, ghc.Gpa);
+        }
+        if (ghc.Hva == BadHva)
+        {
+            return -Errno.EFAULT;
+        }
+        var page = GetUserPagesFast(kvm.Mm, ghc.Hva, write: true) ?? await GetUserPages(Current, kvm.Mm, ghc.Hva, write: true);
+        if (page is null)
+        {
+            return -Errno.EFAULT;
+        }
+        Ram!.WriteU32((page.Pfn << Pgtable.PAGE_SHIFT) | (ghc.Hva & (Pgtable.PAGE_SIZE - 1)), value);
+        page.Set(PageFlags.PG_dirty);
+        return 0;
+    }
+
+    /// <summary>
+    /// gfn_to_pfn_async() → hva_to_pfn(async) (patch 8): the page if it can be had without I/O
+    /// (present, or a swap-cache hit), else <c>Async</c> = true and no I/O started. Never sleeps.
+    /// </summary>
+    [Port("virt/kvm/kvm_main.c", "gfn_to_pfn_async", Patches = [8])]
+    public (ulong Pfn, bool Async) GfnToPfnAsync(Kvm kvm, ulong gfn)
+    {
+        ArgumentNullException.ThrowIfNull(kvm);
+        ulong addr = GfnToHva(kvm, gfn);
+        if (addr == BadHva)
+        {
+            return (BadPfn, false);
+        }
+        var page = __GetUserPagesFast(kvm.Mm, addr, write: true) ?? GetUserPagesNoio(Current, kvm.Mm, addr, write: true);
+        if (page is null)
+        {
+            return (BadPfn, true);
+        }
+        KvmSetPfnAccessed(page.Pfn);
+        return (page.Pfn, false);
     }
 
     /// <summary>gfn_to_memslot().</summary>

@@ -61,17 +61,26 @@ public sealed partial class Kernel
     public SimTask<int> KvmMmuPageFault(KvmVcpu vcpu, ulong cr2, uint errorCode)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
-        return vcpu.Kvm.Arch.TdpEnabled ? TdpPageFault(vcpu, cr2, errorCode) : Paging64PageFault(vcpu, cr2, errorCode);
+        return vcpu.Kvm.Arch.TdpEnabled ? TdpPageFault(vcpu, cr2, errorCode, prefault: false) : Paging64PageFault(vcpu, cr2, errorCode, vcpu.Cpu.Cr3, prefault: false);
     }
 
-    /// <summary>tdp_page_fault(): maps the faulting gfn in the EPT, getting the page from the host (sleeping if it is swapped out).</summary>
-    [Port("arch/x86/kvm/mmu.c", "tdp_page_fault")]
-    private async SimTask<int> TdpPageFault(KvmVcpu vcpu, ulong gpa, uint errorCode)
+    /// <summary>
+    /// tdp_page_fault(): maps the faulting gfn in the EPT. With async PF (patch 8) a page that
+    /// needs I/O is handed to a worker and the guest told it is not present; otherwise the
+    /// vCPU thread gets the page itself, sleeping through a swap-in. <paramref name="prefault"/>
+    /// is patch 9's call before VM entry, which never goes async.
+    /// </summary>
+    [Port("arch/x86/kvm/mmu.c", "tdp_page_fault", Patches = [0, 8, 9])]
+    private async SimTask<int> TdpPageFault(KvmVcpu vcpu, ulong gpa, uint errorCode, bool prefault)
     {
         ulong gfn = gpa >> Pgtable.PAGE_SHIFT;
         bool write = (errorCode & (uint)PfErr.Write) != 0;
         long mmuSeq = vcpu.Kvm.MmuNotifierSeq;
-        ulong pfn = await GfnToPfnAccounted(vcpu, gfn);
+        var (handled, pfn) = await TryAsyncPf(vcpu, prefault, gfn, gpa, vcpu.Cpu.Cr3);
+        if (handled)
+        {
+            return 0;
+        }
         if (pfn == BadPfn)
         {
             return -Errno.EFAULT;
@@ -83,6 +92,77 @@ public sealed partial class Kernel
         }
         __DirectMap(vcpu, gfn, pfn, write);
         return 0;
+    }
+
+    /// <summary>
+    /// try_async_pf(): the one place both fault handlers decide between async and synchronous
+    /// (the unification seeds/000 asks for). Returns Handled when an async fault was set up, else
+    /// the pfn, got synchronously if needed.
+    /// </summary>
+    [Port("arch/x86/kvm/mmu.c", "try_async_pf", Patches = [8, 12])]
+    private async SimTask<(bool Handled, ulong Pfn)> TryAsyncPf(KvmVcpu vcpu, bool noApf, ulong gfn, ulong gva, ulong cr3)
+    {
+        string? refusal = null;
+        if (!noApf && (refusal = CanDoAsyncPf(vcpu)) is null)
+        {
+            var (pfn, isAsync) = GfnToPfnAsync(vcpu.Kvm, gfn);
+            KvmTrace.Log.kvm_try_async_get_page(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, isAsync ? -1 : (long)pfn, isAsync);
+            if (!isAsync)
+            {
+                return (false, pfn);
+            }
+            var (ok, why) = await KvmArchSetupAsyncPf(vcpu, gva, gfn, cr3);
+            if (ok)
+            {
+                vcpu.Cpu.AccountMajorFault();
+                return (true, 0);
+            }
+            refusal = why;
+        }
+        long majBefore = Current.MajFlt;
+        ulong synced = await GfnToPfnAccounted(vcpu, gfn);
+        if (!noApf && refusal is not null && ApfEnabled(vcpu) && Current.MajFlt != majBefore)
+        {
+            ApfCounters.SyncFallbacks++;
+            KvmTrace.Log.kvm_async_pf_sync_fallback(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)gva, refusal);
+        }
+        return (false, synced);
+    }
+
+    /// <summary>
+    /// can_do_async_pf() (patch 8, CPL rule widened by patch 12): the guest enabled async PF, no
+    /// event waits to be re-injected, the guest can take an interrupt, and it runs in user mode
+    /// unless it said it can take async faults in kernel mode (send-always, patch 11). Returns
+    /// null when it can, else the rule that forbids it.
+    /// </summary>
+    [Port("arch/x86/kvm/mmu.c", "can_do_async_pf", Patches = [8, 12])]
+    private static string? CanDoAsyncPf(KvmVcpu vcpu)
+    {
+        if (!ApfEnabled(vcpu))
+        {
+            return "disabled";
+        }
+        if (KvmEventNeedsReinjection(vcpu))
+        {
+            return "event pending";
+        }
+        if (!VmxInterruptAllowed(vcpu))
+        {
+            return "interrupts";
+        }
+        if (vcpu.Arch.ApfSendUserOnly && VmxGetCpl(vcpu) == 0)
+        {
+            return "cpl";
+        }
+        return null;
+    }
+
+    /// <summary>kvm_arch_setup_async_pf() (patch 8): the token is (apf_id++ &lt;&lt; 12) | vcpu_id, in u32 arithmetic (seeds/004).</summary>
+    [Port("arch/x86/kvm/mmu.c", "kvm_arch_setup_async_pf", Patches = [8])]
+    private SimTask<(bool Ok, string? Refusal)> KvmArchSetupAsyncPf(KvmVcpu vcpu, ulong gva, ulong gfn, ulong cr3)
+    {
+        uint token = unchecked((vcpu.Arch.ApfId++ << 12) | (uint)vcpu.VcpuId);
+        return KvmSetupAsyncPf(vcpu, gva, gfn, token, cr3);
     }
 
     /// <summary>gfn_to_pfn on the vCPU thread, telling the CPU when the access needed swap I/O (the task's maj_flt moved).</summary>

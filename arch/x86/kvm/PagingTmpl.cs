@@ -14,10 +14,10 @@ public sealed partial class Kernel
 
     /// <summary>FNAME(walk_addr): walks the guest's four-level tables in guest memory (reading them may sleep on a swapped page).</summary>
     [Port("arch/x86/kvm/paging_tmpl.h", "paging64_walk_addr")]
-    private async SimTask<GuestWalker> Paging64WalkAddr(KvmVcpu vcpu, ulong addr, bool write, bool user)
+    private async SimTask<GuestWalker> Paging64WalkAddr(KvmVcpu vcpu, ulong addr, bool write, bool user, ulong cr3)
     {
         uint error = (write ? (uint)PfErr.Write : 0) | (user ? (uint)PfErr.User : 0);
-        ulong table = vcpu.Cpu.Cr3 & Pgtable.PTE_PFN_MASK;
+        ulong table = cr3 & Pgtable.PTE_PFN_MASK;
         for (int level = 3; level >= 0; level--)
         {
             ulong pteGpa = table + (((addr >> (Pgtable.PAGE_SHIFT + (9 * level))) & 511) * 8);
@@ -45,10 +45,12 @@ public sealed partial class Kernel
 
     /// <summary>
     /// FNAME(page_fault): a #PF intercepted under shadow paging. A fault the guest's own tables
-    /// explain is injected into the guest; otherwise the gfn is fetched and the spte installed.
+    /// explain is injected into the guest; otherwise the gfn is fetched (async with patch 8) and
+    /// the spte installed for <paramref name="cr3"/> (patch 9's prefault passes the CR3 the fault
+    /// was taken under, which is the CR3 switch the issue names).
     /// </summary>
-    [Port("arch/x86/kvm/paging_tmpl.h", "paging64_page_fault")]
-    private async SimTask<int> Paging64PageFault(KvmVcpu vcpu, ulong addr, uint errorCode)
+    [Port("arch/x86/kvm/paging_tmpl.h", "paging64_page_fault", Patches = [0, 8, 9])]
+    private async SimTask<int> Paging64PageFault(KvmVcpu vcpu, ulong addr, uint errorCode, ulong cr3, bool prefault)
     {
         bool write = (errorCode & (uint)PfErr.Write) != 0;
         bool user = (errorCode & (uint)PfErr.User) != 0;
@@ -60,16 +62,23 @@ public sealed partial class Kernel
         }
         else
         {
-            var walker = await Paging64WalkAddr(vcpu, addr, write, user);
+            var walker = await Paging64WalkAddr(vcpu, addr, write, user, cr3);
             if (!walker.Present)
             {
-                KvmInjectPageFault(vcpu, addr, walker.ErrorCode);
+                if (!prefault)
+                {
+                    KvmInjectPageFault(vcpu, addr, walker.ErrorCode);
+                }
                 return 0;
             }
             gfn = walker.Gfn;
         }
         long mmuSeq = vcpu.Kvm.MmuNotifierSeq;
-        ulong pfn = await GfnToPfnAccounted(vcpu, gfn);
+        var (handled, pfn) = await TryAsyncPf(vcpu, prefault, gfn, addr, cr3);
+        if (handled)
+        {
+            return 0;
+        }
         if (pfn == BadPfn)
         {
             return -Errno.EFAULT;
@@ -79,13 +88,13 @@ public sealed partial class Kernel
         {
             return 0;
         }
-        Paging64Fetch(vcpu, addr, gfn, pfn, write, directBase != 0 && addr >= directBase);
+        Paging64Fetch(vcpu, addr, gfn, pfn, write, directBase != 0 && addr >= directBase, cr3);
         return 0;
     }
 
     /// <summary>FNAME(fetch): installs the shadow spte and its reverse-map entry.</summary>
     [Port("arch/x86/kvm/paging_tmpl.h", "paging64_fetch")]
-    private void Paging64Fetch(KvmVcpu vcpu, ulong addr, ulong gfn, ulong pfn, bool write, bool directMap)
+    private void Paging64Fetch(KvmVcpu vcpu, ulong addr, ulong gfn, ulong pfn, bool write, bool directMap, ulong cr3)
     {
         var arch = vcpu.Kvm.Arch;
         ulong spte = Spte.Make(pfn, writable: true);
@@ -95,7 +104,7 @@ public sealed partial class Kernel
         }
         else
         {
-            var key = (vcpu.Cpu.Cr3, addr >> Pgtable.PAGE_SHIFT);
+            var key = (cr3, addr >> Pgtable.PAGE_SHIFT);
             arch.Shadow[key] = spte;
             if (!arch.ShadowRmap.TryGetValue(gfn, out var keys))
             {

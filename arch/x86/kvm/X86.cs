@@ -19,6 +19,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/x86.c", "kvm_arch_vcpu_init")]
     private void KvmArchVcpuInit(KvmVcpu vcpu)
     {
+        KvmAsyncPfVcpuInit(vcpu);
         KvmCreateLapic(vcpu);
         KvmMmuSetup(vcpu);
         vcpu.Cpu.InlineExits = new KvmInlineExits(this, vcpu);
@@ -47,6 +48,10 @@ public sealed partial class Kernel
                 {
                     vcpu.Arch.MpState = KvmAbi.KVM_MP_STATE_RUNNABLE;
                 }
+            }
+            if (Config.CONFIG_KVM_ASYNC_PF)
+            {
+                await KvmCheckAsyncPfCompletion(vcpu);
             }
         }
         return r;
@@ -121,6 +126,7 @@ public sealed partial class Kernel
     {
         ArgumentNullException.ThrowIfNull(vcpu);
         return vcpu.Arch.MpState == KvmAbi.KVM_MP_STATE_RUNNABLE
+            || vcpu.AsyncPfDone.Count > 0
             || vcpu.Arch.Apic.Pending > 0
             || KvmCpuHasInterrupt(vcpu)
             || vcpu.Arch.Interrupt.Pending
@@ -151,6 +157,10 @@ public sealed partial class Kernel
         {
             return ApicRegWrite(vcpu, msr, data) ? 0 : 1;
         }
+        if (Config.CONFIG_KVM_ASYNC_PF && msr == Config.Abi.MSR_KVM_ASYNC_PF_EN)
+        {
+            return KvmPvEnableAsyncPf(vcpu, data);
+        }
         return msr switch
         {
             KvmPara.MSR_KVM_WALL_CLOCK or KvmPara.MSR_KVM_SYSTEM_TIME => 0,
@@ -164,11 +174,19 @@ public sealed partial class Kernel
     {
         ArgumentNullException.ThrowIfNull(vcpu);
         data = 0;
+        if (Config.CONFIG_KVM_ASYNC_PF && msr == Config.Abi.MSR_KVM_ASYNC_PF_EN)
+        {
+            data = vcpu.Arch.ApfMsrVal;
+            return 0;
+        }
         return msr is KvmPara.MSR_KVM_WALL_CLOCK or KvmPara.MSR_KVM_SYSTEM_TIME ? 0 : 1;
     }
 
-    /// <summary>Paravirtual features this host offers in CPUID 0x40000001 (do_cpuid_ent).</summary>
-    public uint KvmSupportedFeatures { get; set; } = 1u << KvmPara.KVM_FEATURE_CLOCKSOURCE | 1u << KvmPara.KVM_FEATURE_NOP_IO_DELAY;
+    /// <summary>Paravirtual features this host offers in CPUID 0x40000001 (do_cpuid_ent); patch 2 adds KVM_FEATURE_ASYNC_PF.</summary>
+    [Port("arch/x86/kvm/x86.c", "do_cpuid_ent", Patches = [0, 2])]
+    public uint KvmSupportedFeatures =>
+        (1u << KvmPara.KVM_FEATURE_CLOCKSOURCE) | (1u << KvmPara.KVM_FEATURE_NOP_IO_DELAY)
+        | (Config.CONFIG_KVM_ASYNC_PF ? 1u << Config.Abi.KVM_FEATURE_ASYNC_PF : 0);
 
     /// <summary>kvm_emulate_cpuid(): EAX of the KVM leaves.</summary>
     [Port("arch/x86/kvm/x86.c", "kvm_emulate_cpuid")]
@@ -178,4 +196,143 @@ public sealed partial class Kernel
         KvmPara.KVM_CPUID_FEATURES => KvmSupportedFeatures,
         _ => 0,
     };
+}
+
+// arch/x86/kvm/x86.c, the series' part: the enable MSR (patches 2, 7, 11), injecting the two
+// async PF events (patch 8), the prefault before entry (patch 9), reset and the ABI the VMM sees.
+public sealed partial class Kernel
+{
+    /// <summary>True once the guest has enabled async PF on this vCPU.</summary>
+    public static bool ApfEnabled(KvmVcpu vcpu)
+    {
+        ArgumentNullException.ThrowIfNull(vcpu);
+        return (vcpu.Arch.ApfMsrVal & ApfAbi.KVM_ASYNC_PF_ENABLED) != 0;
+    }
+
+    /// <summary>
+    /// kvm_pv_enable_async_pf(): a write of MSR_KVM_ASYNC_PF_EN. Reserved bits (bits 2–5 after
+    /// patch 11; they include a misaligned area's low bits) are #GP. Disabling drops every
+    /// outstanding fault; enabling caches the area's hva (patch 7), records send-always (patch 11)
+    /// and queues a wake-all, so nothing the guest had waiting sleeps forever (migration).
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_pv_enable_async_pf", Patches = [2, 7, 11])]
+    private int KvmPvEnableAsyncPf(KvmVcpu vcpu, ulong data)
+    {
+        if ((data & ApfAbi.KVM_ASYNC_PF_RESERVED_MASK) != 0)
+        {
+            return 1;
+        }
+        vcpu.Arch.ApfMsrVal = data;
+        if ((data & ApfAbi.KVM_ASYNC_PF_ENABLED) == 0)
+        {
+            KvmClearAsyncPfCompletionQueue(vcpu);
+            return 0;
+        }
+        if (KvmGfnToHvaCacheInit(vcpu.Kvm, vcpu.Arch.ApfData, data & ~0x3fUL) != 0)
+        {
+            vcpu.Arch.ApfMsrVal = 0;
+            return 1;
+        }
+        vcpu.Arch.ApfSendUserOnly = (data & ApfAbi.KVM_ASYNC_PF_SEND_ALWAYS) == 0;
+        KvmAsyncPfWakeupAll(vcpu);
+        return 0;
+    }
+
+    /// <summary>apf_put_user() (patch 8, through patch 7's cache): writes the reason word.</summary>
+    [Port("arch/x86/kvm/x86.c", "apf_put_user", Patches = [8])]
+    private SimTask<int> ApfPutUser(KvmVcpu vcpu, uint value) => KvmWriteGuestCached(vcpu.Kvm, vcpu.Arch.ApfData, value);
+
+    /// <summary>kvm_event_needs_reinjection(): an exception or interrupt waits to be (re)injected.</summary>
+    [Port("arch/x86/kvm/x86.h", "kvm_event_needs_reinjection")]
+    private static bool KvmEventNeedsReinjection(KvmVcpu vcpu) => vcpu.Arch.Exception.Pending || vcpu.Arch.Interrupt.Pending;
+
+    /// <summary>
+    /// kvm_arch_inject_async_page_not_present() (patch 8): reason 1 in the guest's area, then a #PF
+    /// whose CR2 is the token (error code 0).
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_arch_inject_async_page_not_present", Patches = [8])]
+    private async SimTask KvmArchAsyncPageNotPresent(KvmVcpu vcpu, KvmAsyncPf work)
+    {
+        KvmTrace.Log.kvm_async_pf_not_present(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, work.Token, (long)work.Gva);
+        if (await ApfPutUser(vcpu, ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT) == 0)
+        {
+            ApfCounters.NotPresent++;
+            KvmInjectPageFault(vcpu, work.Token, 0);
+        }
+    }
+
+    /// <summary>
+    /// kvm_arch_inject_async_page_present() (patch 8): reason 2 and a #PF with the token (~0 for
+    /// a wake-all), if the guest still has async PF enabled.
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_arch_inject_async_page_present", Patches = [8])]
+    private async SimTask KvmArchAsyncPagePresent(KvmVcpu vcpu, KvmAsyncPf work)
+    {
+        uint token = work.WakeupAll ? ApfAbi.WakeAllToken : work.Token;
+        KvmTrace.Log.kvm_async_pf_ready(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, token, (long)work.Gva);
+        if (ApfEnabled(vcpu) && await ApfPutUser(vcpu, ApfAbi.KVM_PV_REASON_PAGE_READY) == 0)
+        {
+            if (work.WakeupAll)
+            {
+                ApfCounters.WakeAll++;
+            }
+            else
+            {
+                ApfCounters.PageReady++;
+            }
+            KvmInjectPageFault(vcpu, token, 0);
+        }
+    }
+
+    /// <summary>kvm_arch_can_inject_async_page_present() (patch 8): nothing to re-inject and interrupts allowed.</summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_arch_can_inject_async_page_present", Patches = [8])]
+    private static bool KvmArchCanInjectAsyncPagePresent(KvmVcpu vcpu) =>
+        !ApfEnabled(vcpu) || (!KvmEventNeedsReinjection(vcpu) && VmxInterruptAllowed(vcpu));
+
+    /// <summary>
+    /// kvm_arch_async_page_ready() (patch 9): maps the page before the guest retries, so the
+    /// retried access does not exit. TDP, and shadow paging under the CR3 the fault was taken in.
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_arch_async_page_ready", Patches = [9])]
+    private async SimTask KvmArchAsyncPageReady(KvmVcpu vcpu, KvmAsyncPf work)
+    {
+        PrefaultsBeforeEntry++;
+        if (vcpu.Kvm.Arch.TdpEnabled)
+        {
+            await TdpPageFault(vcpu, work.Gva, 0, prefault: true);
+        }
+        else
+        {
+            await Paging64PageFault(vcpu, work.Gva, (uint)PfErr.Write | (uint)PfErr.User, work.Cr3, prefault: true);
+        }
+    }
+
+    /// <summary>Prefaults patch 9 made before a VM entry.</summary>
+    public long PrefaultsBeforeEntry { get; private set; }
+
+    /// <summary>
+    /// kvm_vcpu_reset() (KVM_SET_REGS to reset state, INIT, or the VMM's reset after a triple
+    /// fault): drops queued async work and pending injections and turns async PF off (seeds/000).
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_arch_vcpu_reset", Patches = [0, 8])]
+    public void KvmArchVcpuReset(KvmVcpu vcpu)
+    {
+        ArgumentNullException.ThrowIfNull(vcpu);
+        vcpu.Arch.Exception = default;
+        vcpu.Arch.Interrupt = default;
+        vcpu.Arch.MpState = KvmAbi.KVM_MP_STATE_RUNNABLE;
+        vcpu.Arch.ApfMsrVal = 0;
+        KvmClearAsyncPfCompletionQueue(vcpu);
+    }
+
+    /// <summary>kvm_dev_ioctl_check_extension() (patch 2 adds KVM_CAP_ASYNC_PF).</summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_dev_ioctl_check_extension", Patches = [0, 2])]
+    public int KvmDevIoctlCheckExtension(int ext) =>
+        Config.CONFIG_KVM_ASYNC_PF && ext == Config.Abi.KVM_CAP_ASYNC_PF ? 1 : 0;
+
+    /// <summary>msrs_to_save (patch 2 adds the async PF MSR): what the VMM saves and restores with a vCPU.</summary>
+    [Port("arch/x86/kvm/x86.c", "msrs_to_save", Patches = [0, 2])]
+    public uint[] MsrsToSave => Config.CONFIG_KVM_ASYNC_PF
+        ? [KvmPara.MSR_KVM_SYSTEM_TIME, KvmPara.MSR_KVM_WALL_CLOCK, Config.Abi.MSR_KVM_ASYNC_PF_EN]
+        : [KvmPara.MSR_KVM_SYSTEM_TIME, KvmPara.MSR_KVM_WALL_CLOCK];
 }

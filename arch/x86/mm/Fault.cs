@@ -15,7 +15,7 @@ public sealed partial class Kernel
         await tsk.Context!.KernelCompute(Costs.GuestPageFaultNs);
         var vma = mm.FindVma(address) ?? throw new InvalidOperationException($"{Name}: SIGSEGV: {tsk} at {address:x}");
         bool write = (errorCode & (uint)PfErr.Write) != 0;
-        int fault = await HandleMmFault(mm, vma, address, write);
+        int fault = await HandleMmFault(mm, vma, address, write ? VmFault.FAULT_FLAG_WRITE : 0);
         if ((fault & VmFault.VM_FAULT_ERROR) != 0)
         {
             string what = (fault & VmFault.VM_FAULT_OOM) != 0 ? "out of memory" : "SIGBUS";

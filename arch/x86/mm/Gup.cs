@@ -9,5 +9,12 @@ public sealed partial class Kernel
     /// then falls back to get_user_pages.
     /// </summary>
     [Port("arch/x86/mm/gup.c", "get_user_pages_fast")]
-    public Page? GetUserPagesFast(MmStruct mm, ulong start, bool write) => FollowPage(mm, start, write);
+    public Page? GetUserPagesFast(MmStruct mm, ulong start, bool write) => __GetUserPagesFast(mm, start, write);
+
+    /// <summary>
+    /// __get_user_pages_fast() (exported by patch 5 for KVM): the lockless walk itself, safe to
+    /// call where sleeping is not allowed; null when the page is not mapped.
+    /// </summary>
+    [Port("arch/x86/mm/gup.c", "__get_user_pages_fast", Patches = [5])]
+    public Page? __GetUserPagesFast(MmStruct mm, ulong start, bool write) => FollowPage(mm, start, write);
 }

@@ -38,6 +38,18 @@ public sealed class KvmVcpuArch
 
     /// <summary>Exits counted by reason (the v3 statistics' exits, here as plain counters of the run loop).</summary>
     public long Exits { get; set; }
+
+    /// <summary>apf_msr_val (patch 2): what the guest wrote to MSR_KVM_ASYNC_PF_EN.</summary>
+    public ulong ApfMsrVal { get; set; }
+
+    /// <summary>apf_data (patch 2, cached per patch 7): where the reason word goes in guest memory.</summary>
+    public GfnToHvaCache ApfData { get; } = new();
+
+    /// <summary>apf_id (patch 8): the per-vCPU counter of the token's upper bits.</summary>
+    public uint ApfId { get; set; }
+
+    /// <summary>apf_send_user_only (patch 11): the guest did not set send-always.</summary>
+    public bool ApfSendUserOnly { get; set; } = true;
 }
 
 /// <summary>
