@@ -300,10 +300,11 @@ public struct SimTaskMethodBuilder
         }
     }
 
-    public static void Start<TStateMachine>(ref TStateMachine stateMachine)
+    // Start and SetStateMachine must be instance members: the compiler calls them on the builder field.
+    public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => stateMachine.MoveNext();
 
-    public static void SetStateMachine(IAsyncStateMachine stateMachine)
+    public readonly void SetStateMachine(IAsyncStateMachine stateMachine)
     {
     }
 
@@ -356,10 +357,11 @@ public struct SimTaskMethodBuilder<T>
         }
     }
 
-    public static void Start<TStateMachine>(ref TStateMachine stateMachine)
+    // Start and SetStateMachine must be instance members: the compiler calls them on the builder field.
+    public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => stateMachine.MoveNext();
 
-    public static void SetStateMachine(IAsyncStateMachine stateMachine)
+    public readonly void SetStateMachine(IAsyncStateMachine stateMachine)
     {
     }
 
