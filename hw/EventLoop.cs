@@ -122,6 +122,10 @@ public sealed class EventLoop
     public bool Run(long until = long.MaxValue)
     {
         Stopping = false;
+        if (until < Now)
+        {
+            return true; // the bound has passed: nothing is due, and time never goes back
+        }
         while (!Stopping)
         {
             Entry e;
