@@ -281,6 +281,39 @@ public class EventLoopTests
         }
     }
 
+    private static IEnumerable<TestCaseData> FarTimesAndBounds()
+    {
+        for (int bits = 6; bits <= 20; bits += 2)
+        {
+            foreach (long offset in (long[])[-2, 0, 3])
+            {
+                foreach (long gap in (long[])[1, 7])
+                {
+                    long due = (1L << bits) + offset;
+                    yield return new TestCaseData(due, due - gap).SetArgDisplayNames($"due {due}", $"bound {due - gap}");
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Something armed between two runs, after the clock stopped at a bound, for the same time as
+    /// a timer armed long before (or just after it), still fires in sequence order and on time.
+    /// </summary>
+    [TestCaseSource(nameof(FarTimesAndBounds))]
+    public void Arm_BetweenRunsAfterBound_KeepsOrderWithTimersArmedEarlier(long due, long bound)
+    {
+        _loop.Arm(Logger("early"), due);
+        _loop.Run(bound);
+
+        _loop.Arm(Logger("same-time"), due);
+        _loop.Arm(Logger("after"), due + 1);
+        _loop.Post(() => _log.Add($"posted@{_loop.Now}"));
+        _loop.Run();
+
+        Assert.That(_log, Is.EqualTo(new[] { $"posted@{bound}", $"early@{due}", $"same-time@{due}", $"after@{due + 1}" }));
+    }
+
     [Test]
     public void Stop_InsideEvent_RunReturnsAfterThatEvent()
     {
