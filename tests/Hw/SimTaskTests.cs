@@ -178,6 +178,40 @@ public class SimTaskTests
         Assert.That(() => signal.Wait(), Throws.InvalidOperationException);
     }
 
+    /// <summary>
+    /// Between Set and the woken waiter consuming its value the signal still belongs to that
+    /// waiter: a second Wait in that window must not take the value from it.
+    /// </summary>
+    [Test]
+    public void Wait_AgainBeforeWokenWaiterConsumedValue_Throws()
+    {
+        var signal = new SimSignal<int>(_loop);
+        Exception? secondWait = null;
+        _loop.Arm(new SimTimer(() =>
+        {
+            signal.Set(1);
+            try
+            {
+                signal.Wait();
+            }
+            catch (InvalidOperationException e)
+            {
+                secondWait = e;
+            }
+        }), 10);
+
+        Waiter().Forget();
+        _loop.Run();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(secondWait, Is.InstanceOf<InvalidOperationException>());
+            Assert.That(_log, Is.EqualTo(new[] { "waiter got 1@10" }));
+        }
+
+        async SimTask Waiter() => _log.Add($"waiter got {await signal.Wait()}@{_loop.Now}");
+    }
+
     [Test]
     public void Wait_SignalReusedAfterResultConsumed_DeliversEachValue()
     {
