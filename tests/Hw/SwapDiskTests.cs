@@ -99,6 +99,18 @@ public class SwapDiskTests
     }
 
     [Test]
+    public void Submit_RandomRequestOnDiskWithoutRotation_CostsSeekAndTransfer()
+    {
+        var geometry = new DiskGeometry { RotationNs = 0, MinSeekNs = 100, MaxSeekNs = 100 };
+        var disk = NewDisk(geometry);
+
+        disk.Submit(Read(77, 1));
+        _loop.Run();
+
+        Assert.That(_done.Times, Is.EqualTo(new[] { 100 + BlockTransferNs }));
+    }
+
+    [Test]
     public void Submit_SeveralAtOnce_ServedFifoOneAtATime()
     {
         var disk = NewDisk();
