@@ -324,7 +324,6 @@ public struct SimTaskMethodBuilder
         }
     }
 
-    // Start and SetStateMachine must be instance members: the compiler calls them on the builder field.
     public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => stateMachine.MoveNext();
 
@@ -360,7 +359,6 @@ public struct SimTaskMethodBuilder<T>
 
     public readonly SimTask<T> Task => _box is null ? new SimTask<T>(_result) : new SimTask<T>(_box, _box.Version);
 
-    // Start and SetStateMachine must be instance members: the compiler calls them on the builder field.
     public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => stateMachine.MoveNext();
 
