@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
 namespace Hw;
 
 /// <summary>
@@ -44,14 +47,42 @@ public abstract class SimEvent
 
 /// <summary>
 /// The one clock and the one queue of a simulated machine. Everything is ordered by
-/// (time, sequence number); nothing reads wall time. Events due now are kept in a FIFO ring,
-/// future ones in a 4-ary heap: an event in the heap due at <c>t</c> was queued before
-/// time reached <c>t</c>, so its sequence number is lower than anything the FIFO holds at
-/// <c>t</c>, and draining the heap first keeps the (time, sequence) order exact.
+/// (time, sequence number); nothing reads wall time.
 /// </summary>
+/// <remarks>
+/// Entries due within <see cref="WheelSpan"/> ns of now sit in a timing wheel with one slot per
+/// nanosecond: a slot is a FIFO list, and since sequence numbers only grow, appending keeps each
+/// slot in sequence order, so the wheel needs no comparisons at all. Posts are appends to the
+/// slot of now. Entries due later wait in a binary heap ordered by (time, sequence) and move
+/// into the wheel as soon as their time comes within the span, always before anything can be
+/// appended to their slot directly (an append at time t needs t within the span of now, and by
+/// then the heap holds nothing due before now + span): so every slot stays in sequence order
+/// and the order of the whole queue is exactly (time, sequence). A two-level bitmap finds the
+/// next non-empty slot.
+/// </remarks>
 public sealed class EventLoop
 {
-    private struct Entry
+    private const int WheelBits = 12;
+    private const int WheelSpan = 1 << WheelBits;
+    private const int WheelMask = WheelSpan - 1;
+
+    /// <summary>A queued entry in the wheel: a node of a slot's singly linked FIFO.</summary>
+    private struct Node
+    {
+        public object? Target;
+        public uint Generation;
+        public int Next;
+    }
+
+    /// <summary>Head and tail node of one wheel slot, or -1.</summary>
+    private struct Slot
+    {
+        public int Head;
+        public int Tail;
+    }
+
+    /// <summary>An entry due beyond the wheel's span.</summary>
+    private struct FarEntry
     {
         public long Time;
         public long Seq;
@@ -59,12 +90,21 @@ public sealed class EventLoop
         public uint Generation;
     }
 
-    private Entry[] _heap = new Entry[256];
-    private int _heapCount;
-    private Entry[] _ring = new Entry[256];
-    private int _ringHead;
-    private int _ringCount;
-    private long _seq;
+    private readonly Slot[] _slots = new Slot[WheelSpan];
+    private readonly ulong[] _occupied = new ulong[WheelSpan / 64];
+    private ulong _occupiedWords;
+    private Node[] _nodes = new Node[1024];
+    private int _freeNode;
+    private int _wheelCount;
+    private FarEntry[] _far = new FarEntry[64];
+    private int _farCount;
+    private long _farSeq;
+
+    public EventLoop()
+    {
+        _slots.AsSpan().Fill(new Slot { Head = -1, Tail = -1 });
+        ChainFreeNodes(0);
+    }
 
     /// <summary>Virtual time in nanoseconds.</summary>
     public long Now { get; private set; }
@@ -76,13 +116,13 @@ public sealed class EventLoop
     public bool Stopping { get; private set; }
 
     /// <summary>Number of entries waiting, cancelled ones included.</summary>
-    public int Pending => _heapCount + _ringCount;
+    public int Pending => _wheelCount + _farCount;
 
     /// <summary>Runs <paramref name="continuation"/> from the loop at (now, next sequence number).</summary>
     public void Post(Action continuation)
     {
         ArgumentNullException.ThrowIfNull(continuation);
-        PushRing(new Entry { Time = Now, Seq = _seq++, Target = continuation });
+        Append((int)(Now & WheelMask), continuation, 0);
     }
 
     /// <summary>Arms <paramref name="ev"/> at absolute virtual time <paramref name="when"/>, replacing any earlier arming.</summary>
@@ -93,14 +133,14 @@ public sealed class EventLoop
         {
             throw new ArgumentOutOfRangeException(nameof(when), when, $"cannot arm an event in the past (now {Now})");
         }
-        var entry = new Entry { Time = when, Seq = _seq++, Target = ev, Generation = ev.Arm(when) };
-        if (when == Now)
+        uint generation = ev.Arm(when);
+        if (when - Now < WheelSpan)
         {
-            PushRing(entry);
+            Append((int)(when & WheelMask), ev, generation);
         }
         else
         {
-            PushHeap(entry);
+            PushFar(new FarEntry { Time = when, Seq = _farSeq++, Target = ev, Generation = generation });
         }
     }
 
@@ -122,122 +162,212 @@ public sealed class EventLoop
     public bool Run(long until = long.MaxValue)
     {
         Stopping = false;
+        if (until < Now)
+        {
+            return true; // the bound has passed: nothing is due, and time never goes back
+        }
         while (!Stopping)
         {
-            Entry e;
-            if (_heapCount > 0 && (_ringCount == 0 || _heap[0].Time <= Now))
+            int slot = (int)(Now & WheelMask);
+            int index = _slots[slot].Head;
+            if (index < 0)
             {
-                if (_heap[0].Time > until)
+                long next = NextTime();
+                if (next < 0)
                 {
-                    Now = until;
+                    if (until != long.MaxValue)
+                    {
+                        AdvanceTo(until);
+                    }
+                    return false;
+                }
+                if (next > until)
+                {
+                    AdvanceTo(until);
                     return true;
                 }
-                e = PopHeap();
-                Now = e.Time;
+                AdvanceTo(next);
+                continue;
             }
-            else if (_ringCount > 0)
+            ref Node node = ref _nodes[index];
+            object target = node.Target!;
+            uint generation = node.Generation;
+            int following = node.Next;
+            node.Target = null;
+            node.Next = _freeNode;
+            _freeNode = index;
+            _wheelCount--;
+            _slots[slot].Head = following;
+            if (following < 0)
             {
-                e = _ring[_ringHead];
-                _ring[_ringHead].Target = null!;
-                _ringHead = (_ringHead + 1) & (_ring.Length - 1);
-                _ringCount--;
+                _slots[slot].Tail = -1;
+                ClearOccupied(slot);
+            }
+            if (target.GetType() == typeof(Action))
+            {
+                EventsProcessed++;
+                Unsafe.As<Action>(target).Invoke();
             }
             else
             {
-                if (until != long.MaxValue)
-                {
-                    Now = until;
-                }
-                return false;
-            }
-            if (e.Target is SimEvent ev)
-            {
-                if (ev.Generation != e.Generation)
+                var ev = Unsafe.As<SimEvent>(target);
+                if (ev.Generation != generation)
                 {
                     continue;
                 }
                 EventsProcessed++;
-                ev.FireFromLoop(e.Generation);
-            }
-            else
-            {
-                EventsProcessed++;
-                ((Action)e.Target).Invoke();
+                ev.FireFromLoop(generation);
             }
         }
         return true;
     }
 
-    private void PushRing(Entry e)
+    private void Append(int slot, object target, uint generation)
     {
-        if (_ringCount == _ring.Length)
+        int index = _freeNode;
+        if (index < 0)
         {
-            var bigger = new Entry[_ring.Length * 2];
-            for (int i = 0; i < _ringCount; i++)
-            {
-                bigger[i] = _ring[(_ringHead + i) & (_ring.Length - 1)];
-            }
-            _ring = bigger;
-            _ringHead = 0;
+            index = GrowNodes();
         }
-        _ring[(_ringHead + _ringCount) & (_ring.Length - 1)] = e;
-        _ringCount++;
+        ref Node node = ref _nodes[index];
+        _freeNode = node.Next;
+        node.Target = target;
+        node.Generation = generation;
+        node.Next = -1;
+        _wheelCount++;
+        ref Slot s = ref _slots[slot];
+        if (s.Tail < 0)
+        {
+            s.Head = index;
+            _occupied[slot >> 6] |= 1UL << slot;
+            _occupiedWords |= 1UL << (slot >> 6);
+        }
+        else
+        {
+            _nodes[s.Tail].Next = index;
+        }
+        s.Tail = index;
     }
 
-    private static bool Before(in Entry a, in Entry b) => a.Time < b.Time || (a.Time == b.Time && a.Seq < b.Seq);
-
-    private void PushHeap(Entry e)
+    private int GrowNodes()
     {
-        if (_heapCount == _heap.Length)
+        int old = _nodes.Length;
+        Array.Resize(ref _nodes, old * 2);
+        ChainFreeNodes(old);
+        return _freeNode;
+    }
+
+    private void ChainFreeNodes(int from)
+    {
+        for (int i = from; i < _nodes.Length - 1; i++)
         {
-            Array.Resize(ref _heap, _heap.Length * 2);
+            _nodes[i].Next = i + 1;
         }
-        int i = _heapCount++;
+        _nodes[^1].Next = -1;
+        _freeNode = from;
+    }
+
+    private void ClearOccupied(int slot)
+    {
+        ref ulong word = ref _occupied[slot >> 6];
+        word &= ~(1UL << slot);
+        if (word == 0)
+        {
+            _occupiedWords &= ~(1UL << (slot >> 6));
+        }
+    }
+
+    /// <summary>The time of the earliest entry, or -1 if there is none. Called when the slot of now is empty.</summary>
+    private long NextTime()
+    {
+        if (_wheelCount > 0)
+        {
+            int from = (int)(Now & WheelMask);
+            int slot = NextOccupied(from);
+            return Now + ((slot - from) & WheelMask);
+        }
+        return _farCount > 0 ? _far[0].Time : -1;
+    }
+
+    /// <summary>The first occupied slot at or after <paramref name="from"/>, going round the wheel; the wheel is not empty.</summary>
+    private int NextOccupied(int from)
+    {
+        int w = from >> 6;
+        ulong bits = _occupied[w] & (~0UL << from);
+        if (bits != 0)
+        {
+            return (w << 6) | BitOperations.TrailingZeroCount(bits);
+        }
+        ulong words = w == 63 ? 0 : _occupiedWords & (~0UL << (w + 1));
+        if (words == 0)
+        {
+            // Wrap round: what is left is in words 0..w (in word w, only below from).
+            words = _occupiedWords;
+        }
+        int first = BitOperations.TrailingZeroCount(words);
+        return (first << 6) | BitOperations.TrailingZeroCount(_occupied[first]);
+    }
+
+    /// <summary>Moves the clock to <paramref name="time"/> and brings the far entries now within the span into the wheel.</summary>
+    private void AdvanceTo(long time)
+    {
+        Now = time;
+        while (_farCount > 0 && _far[0].Time - time < WheelSpan)
+        {
+            FarEntry e = PopFar();
+            Append((int)(e.Time & WheelMask), e.Target, e.Generation);
+        }
+    }
+
+    private static bool Before(in FarEntry a, in FarEntry b) => a.Time < b.Time || (a.Time == b.Time && a.Seq < b.Seq);
+
+    private void PushFar(FarEntry e)
+    {
+        if (_farCount == _far.Length)
+        {
+            Array.Resize(ref _far, _far.Length * 2);
+        }
+        int i = _farCount++;
         while (i > 0)
         {
-            int parent = (i - 1) >> 2;
-            if (!Before(e, _heap[parent]))
+            int parent = (i - 1) >> 1;
+            if (!Before(e, _far[parent]))
             {
                 break;
             }
-            _heap[i] = _heap[parent];
+            _far[i] = _far[parent];
             i = parent;
         }
-        _heap[i] = e;
+        _far[i] = e;
     }
 
-    private Entry PopHeap()
+    private FarEntry PopFar()
     {
-        Entry top = _heap[0];
-        Entry last = _heap[--_heapCount];
-        _heap[_heapCount].Target = null!;
-        if (_heapCount > 0)
+        FarEntry top = _far[0];
+        FarEntry last = _far[--_farCount];
+        _far[_farCount] = default;
+        if (_farCount > 0)
         {
             int i = 0;
             while (true)
             {
-                int first = (i << 2) + 1;
-                if (first >= _heapCount)
+                int child = (i << 1) + 1;
+                if (child >= _farCount)
                 {
                     break;
                 }
-                int best = first;
-                int end = Math.Min(first + 4, _heapCount);
-                for (int c = first + 1; c < end; c++)
+                if (child + 1 < _farCount && Before(_far[child + 1], _far[child]))
                 {
-                    if (Before(_heap[c], _heap[best]))
-                    {
-                        best = c;
-                    }
+                    child++;
                 }
-                if (!Before(_heap[best], last))
+                if (!Before(_far[child], last))
                 {
                     break;
                 }
-                _heap[i] = _heap[best];
-                i = best;
+                _far[i] = _far[child];
+                i = child;
             }
-            _heap[i] = last;
+            _far[i] = last;
         }
         return top;
     }

@@ -47,7 +47,10 @@ public sealed class Rng(ulong seed)
     public long NextInRange(long min, long max)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(max, min);
-        return min + (long)NextBelow((ulong)(max - min) + 1);
+        ulong span = (ulong)(max - min);
+        // The full range has 2^64 values, one more than a bound can say: every draw is in it.
+        ulong offset = span == ulong.MaxValue ? NextU64() : NextBelow(span + 1);
+        return unchecked(min + (long)offset);
     }
 
     /// <summary>The stream of the component <paramref name="name"/>, derived from this stream's seed only.</summary>

@@ -10,13 +10,17 @@ public sealed class SimSignal<T>(EventLoop loop) : SimTaskSource<T>
 {
     private bool _waiting;
 
+    // Set until the woken waiter has consumed its value: the signal is still that waiter's,
+    // and a new Wait would otherwise get a task on the same version and take the value.
+    private bool _unconsumed;
+
     /// <summary>True between <see cref="Wait"/> and <see cref="Set"/>.</summary>
     public bool Waiting => _waiting;
 
     /// <summary>The task to await; complete it with <see cref="Set"/>.</summary>
     public SimTask<T> Wait()
     {
-        if (_waiting)
+        if (_waiting || _unconsumed)
         {
             throw new InvalidOperationException("SimSignal already has a waiter");
         }
@@ -32,10 +36,13 @@ public sealed class SimSignal<T>(EventLoop loop) : SimTaskSource<T>
             throw new InvalidOperationException("SimSignal set with no waiter");
         }
         _waiting = false;
+        _unconsumed = true;
         SetResultCore(value);
     }
 
     protected override void Continue(Action continuation) => loop.Post(continuation);
+
+    protected override void Recycle() => _unconsumed = false;
 }
 
 /// <summary>A <see cref="SimSignal{T}"/> without a value.</summary>
@@ -43,11 +50,15 @@ public sealed class SimSignal(EventLoop loop) : SimTaskSource<VoidResult>
 {
     private bool _waiting;
 
+    // Set until the woken waiter has consumed its value: the signal is still that waiter's,
+    // and a new Wait would otherwise get a task on the same version and take the value.
+    private bool _unconsumed;
+
     public bool Waiting => _waiting;
 
     public SimTask Wait()
     {
-        if (_waiting)
+        if (_waiting || _unconsumed)
         {
             throw new InvalidOperationException("SimSignal already has a waiter");
         }
@@ -62,8 +73,11 @@ public sealed class SimSignal(EventLoop loop) : SimTaskSource<VoidResult>
             throw new InvalidOperationException("SimSignal set with no waiter");
         }
         _waiting = false;
+        _unconsumed = true;
         SetResultCore(default);
     }
 
     protected override void Continue(Action continuation) => loop.Post(continuation);
+
+    protected override void Recycle() => _unconsumed = false;
 }

@@ -19,6 +19,12 @@ public abstract class SimTaskSource<T>
     private ExceptionDispatchInfo? _error;
     private Action? _continuation;
 
+    /// <summary>
+    /// Set by the builder's boxes, whose completion always resumes the awaiter inline: saves
+    /// the virtual call to <see cref="Continue"/> at every level of a chain of async calls.
+    /// </summary>
+    private protected bool ResumesInline { get; init; }
+
     /// <summary>The token that the next task built on this source carries.</summary>
     public short Version => _version;
 
@@ -37,7 +43,7 @@ public abstract class SimTaskSource<T>
         }
         if (_done)
         {
-            Continue(continuation);
+            Resume(continuation);
             return;
         }
         _continuation = continuation;
@@ -74,7 +80,7 @@ public abstract class SimTaskSource<T>
         _continuation = null;
         if (c is not null)
         {
-            Continue(c);
+            Resume(c);
         }
     }
 
@@ -91,12 +97,24 @@ public abstract class SimTaskSource<T>
         _continuation = null;
         if (c is not null)
         {
-            Continue(c);
+            Resume(c);
         }
     }
 
     /// <summary>How the awaiter resumes: inline for a child method's box, from the loop for an outside wake.</summary>
     protected abstract void Continue(Action continuation);
+
+    private void Resume(Action continuation)
+    {
+        if (ResumesInline)
+        {
+            continuation();
+        }
+        else
+        {
+            Continue(continuation);
+        }
+    }
 
     /// <summary>Called once the result was consumed; pools return the source here.</summary>
     protected virtual void Recycle()
@@ -236,11 +254,10 @@ internal sealed class StateMachineBox<TStateMachine, TResult> : BuilderBox<TResu
 
     public TStateMachine StateMachine = default!;
 
-    public readonly Action MoveNextAction;
-
     private StateMachineBox()
     {
         MoveNextAction = MoveNext;
+        ResumesInline = true;
     }
 
     public static StateMachineBox<TStateMachine, TResult> Rent()
@@ -268,16 +285,23 @@ internal sealed class StateMachineBox<TStateMachine, TResult> : BuilderBox<TResu
     }
 }
 
-/// <summary>The part of a state-machine box that the builder sees.</summary>
+/// <summary>
+/// The part of a state-machine box that the builder sees. The builder keeps only this
+/// reference and a synchronous result, so that the state machine it lives in stays small:
+/// the state machine is copied into its box at the first suspension.
+/// </summary>
 internal abstract class BuilderBox<TResult> : SimTaskSource<TResult>
 {
+    /// <summary>The box's MoveNext, allocated once per box; null for a <see cref="FaultedSource{TResult}"/>.</summary>
+    public Action? MoveNextAction { get; protected init; }
+
     public void SetResult(TResult result) => SetResultCore(result);
 
     public void SetException(Exception error) => SetExceptionCore(error);
 }
 
 /// <summary>Carries an exception thrown before a method's first suspension.</summary>
-internal sealed class FaultedSource<TResult> : SimTaskSource<TResult>
+internal sealed class FaultedSource<TResult> : BuilderBox<TResult>
 {
     public FaultedSource(Exception error) => SetExceptionCore(error);
 
@@ -323,38 +347,17 @@ public struct SimTaskMethodBuilder
 /// <summary>Method builder of <see cref="SimTask{T}"/>.</summary>
 public struct SimTaskMethodBuilder<T>
 {
+    // The state-machine box once the method has suspended, or the faulted source of an
+    // exception thrown before that; null while the method runs synchronously.
     private BuilderBox<T>? _box;
-    private Action? _moveNext;
     private T _result;
-    private Exception? _syncError;
 
     public static SimTaskMethodBuilder<T> Create() => default;
 
-    internal readonly (SimTaskSource<T>? Source, short Token) SourceAndToken
-    {
-        get
-        {
-            if (_box is not null)
-            {
-                return (_box, _box.Version);
-            }
-            if (_syncError is not null)
-            {
-                var faulted = new FaultedSource<T>(_syncError);
-                return (faulted, faulted.Version);
-            }
-            return (null, 0);
-        }
-    }
+    internal readonly (SimTaskSource<T>? Source, short Token) SourceAndToken =>
+        _box is null ? (null, 0) : (_box, _box.Version);
 
-    public readonly SimTask<T> Task
-    {
-        get
-        {
-            var (source, token) = SourceAndToken;
-            return source is null ? new SimTask<T>(_result) : new SimTask<T>(source, token);
-        }
-    }
+    public readonly SimTask<T> Task => _box is null ? new SimTask<T>(_result) : new SimTask<T>(_box, _box.Version);
 
     public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => stateMachine.MoveNext();
@@ -377,7 +380,7 @@ public struct SimTaskMethodBuilder<T>
     {
         if (_box is null)
         {
-            _syncError = exception;
+            _box = new FaultedSource<T>(exception);
             return;
         }
         _box.SetException(exception);
@@ -394,16 +397,15 @@ public struct SimTaskMethodBuilder<T>
     private Action GetMoveNext<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine
     {
-        if (_moveNext is not null)
+        if (_box is not null)
         {
-            return _moveNext;
+            return _box.MoveNextAction!;
         }
         var box = StateMachineBox<TStateMachine, T>.Rent();
-        // Set the builder's fields before copying the state machine, so that the boxed copy's
+        // Set the builder's field before copying the state machine, so that the boxed copy's
         // builder already points at its box.
         _box = box;
-        _moveNext = box.MoveNextAction;
         box.StateMachine = stateMachine;
-        return box.MoveNextAction;
+        return box.MoveNextAction!;
     }
 }

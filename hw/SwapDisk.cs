@@ -111,7 +111,7 @@ public sealed class SwapDisk : SimEvent, IBlockDevice
         }
         double distance = Math.Abs(request.Block - _head) / (double)_geometry.Blocks;
         long seek = _geometry.MinSeekNs + (long)((_geometry.MaxSeekNs - _geometry.MinSeekNs) * Math.Sqrt(distance));
-        long rotation = (long)_rng.NextBelow((ulong)_geometry.RotationNs);
+        long rotation = _geometry.RotationNs > 0 ? (long)_rng.NextBelow((ulong)_geometry.RotationNs) : 0;
         return seek + rotation + transfer;
     }
 

@@ -1,0 +1,157 @@
+// engine-bench: events per second and bytes allocated per event of the bare engine.
+//
+// Each of N coroutines loops: await Outer(), which awaits Inner(), which awaits a timer-based
+// delay of 1..MaxDelayNs virtual ns drawn from the coroutine's own Hw.Rng stream. One
+// iteration is two events: the timer firing (which sets a SimSignal) and the posted
+// continuation that resumes the sleeper (which then completes Inner and Outer inline).
+//
+// Usage: engine-bench [--events N] [--warmup N] [--json]
+using System.Diagnostics;
+using System.Globalization;
+using Hw;
+using KvmApf.EngineBench;
+
+long events = 20_000_000;
+long warmup = 2_000_000;
+bool json = false;
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--json":
+            json = true;
+            break;
+        case "--events" when i + 1 < args.Length:
+            events = long.Parse(args[++i], CultureInfo.InvariantCulture);
+            break;
+        case "--warmup" when i + 1 < args.Length:
+            warmup = long.Parse(args[++i], CultureInfo.InvariantCulture);
+            break;
+        default:
+            Console.Error.WriteLine("usage: engine-bench [--events N] [--warmup N] [--json]");
+            return 2;
+    }
+}
+
+var results = new List<CaseResult>();
+foreach (int coroutines in (int[])[1000, 10])
+{
+    var result = Engine.Measure(coroutines, warmup, events);
+    results.Add(result);
+    if (!json)
+    {
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{result.Coroutines,5} coroutines: {result.EventsPerSecond / 1e6,7:F2} M events/s, {result.BytesPerEvent,6:F3} bytes/event ({result.Events} events in {result.Seconds:F3} s)"));
+    }
+}
+if (json)
+{
+    Console.WriteLine(CaseResult.ToJson(results));
+}
+return 0;
+
+namespace KvmApf.EngineBench
+{
+    /// <summary>The figures of one case.</summary>
+    internal sealed record CaseResult(int Coroutines, long Events, double Seconds, long Bytes)
+    {
+        public double EventsPerSecond => Events / Seconds;
+
+        public double BytesPerEvent => (double)Bytes / Events;
+
+        public static string ToJson(IEnumerable<CaseResult> results)
+        {
+            var cases = results.Select(r => string.Create(CultureInfo.InvariantCulture,
+                $"{{\"coroutines\":{r.Coroutines},\"events\":{r.Events},\"seconds\":{r.Seconds:R},\"eventsPerSecond\":{Math.Round(r.EventsPerSecond)},\"bytesAllocated\":{r.Bytes},\"bytesPerEvent\":{r.BytesPerEvent:R}}}"));
+            return "{\"benchmark\":\"engine\",\"cases\":[" + string.Join(",", cases) + "]}";
+        }
+    }
+
+    /// <summary>A reusable timer-based sleep: the timer's firing sets the signal, which resumes the sleeper from the loop.</summary>
+    internal sealed class Sleeper
+    {
+        private readonly EventLoop _loop;
+        private readonly SimSignal _signal;
+        private readonly SimTimer _timer;
+
+        public Sleeper(EventLoop loop)
+        {
+            _loop = loop;
+            _signal = new SimSignal(loop);
+            _timer = new SimTimer(_signal.Set);
+        }
+
+        public SimTask Delay(long ns)
+        {
+            var task = _signal.Wait();
+            _loop.ArmAfter(_timer, ns);
+            return task;
+        }
+    }
+
+    /// <summary>One coroutine and its state.</summary>
+    internal sealed class Worker(EventLoop loop, Rng rng)
+    {
+        public const int MaxDelayNs = 100;
+
+        private readonly Sleeper _sleeper = new(loop);
+
+        public long Iterations { get; private set; }
+
+        public async SimTask Run()
+        {
+            while (true)
+            {
+                Iterations += await Outer();
+            }
+        }
+
+        private async SimTask<long> Outer()
+        {
+            long slept = await Inner();
+            return slept > 0 ? 1 : 0;
+        }
+
+        private async SimTask<long> Inner()
+        {
+            long ns = 1 + (long)rng.NextBelow(MaxDelayNs);
+            await _sleeper.Delay(ns);
+            return ns;
+        }
+    }
+
+    internal static class Engine
+    {
+        public static CaseResult Measure(int coroutines, long warmupEvents, long events)
+        {
+            var loop = new EventLoop();
+            var root = new Rng(42);
+            for (int i = 0; i < coroutines; i++)
+            {
+                new Worker(loop, root.Split("worker-" + i.ToString(CultureInfo.InvariantCulture))).Run().Forget();
+            }
+            // Virtual time per chunk: roughly 2 events per coroutine per MaxDelayNs / 2 ns.
+            long chunkNs = Math.Max(1, 1_000_000L / coroutines);
+            RunEvents(loop, warmupEvents, chunkNs);
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+            long startEvents = loop.EventsProcessed;
+            long startBytes = GC.GetAllocatedBytesForCurrentThread();
+            long startTicks = Stopwatch.GetTimestamp();
+            RunEvents(loop, events, chunkNs);
+            double seconds = Stopwatch.GetElapsedTime(startTicks).TotalSeconds;
+            long bytes = GC.GetAllocatedBytesForCurrentThread() - startBytes;
+            return new CaseResult(coroutines, loop.EventsProcessed - startEvents, seconds, bytes);
+        }
+
+        private static void RunEvents(EventLoop loop, long events, long chunkNs)
+        {
+            long target = loop.EventsProcessed + events;
+            while (loop.EventsProcessed < target)
+            {
+                loop.Run(loop.Now + chunkNs);
+            }
+        }
+    }
+}
