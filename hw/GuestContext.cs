@@ -50,7 +50,10 @@ public sealed class GuestContext(string name)
     internal OpKind KernelKind;
     internal long KernelRemaining;
     internal ulong KernelAddress;
-    internal readonly OpCompletion KernelDone = new();
+    internal OpCompletion KernelDone = new();
+
+    /// <summary>Kernel operations an exception interrupted, innermost on top: each resumes when its handler returns.</summary>
+    internal Stack<(OpKind Kind, long Remaining, ulong Address, OpCompletion Done)>? SavedKernelOps;
 
     /// <summary>Exception handlers in progress on this context (a #PF handler that sleeps keeps it above zero).</summary>
     internal int HandlerDepth;
@@ -163,6 +166,12 @@ public sealed class GuestContext(string name)
 
     /// <summary>True while no operation and no kernel path is pending (a context that has finished).</summary>
     public bool Idle => UserKind == OpKind.None && KernelKind == OpKind.None && HandlerDepth == 0;
+
+    /// <summary>True while kernel code of this context waits for a CPU operation.</summary>
+    public bool InKernelOperation => KernelKind != OpKind.None;
+
+    /// <summary>Exception handlers running on this context, the innermost included.</summary>
+    public int ExceptionNesting => HandlerDepth;
 
     /// <summary>Privilege level of what the context executes now.</summary>
     public int Cpl => KernelKind != OpKind.None || HandlerDepth > 0 || SyscallDepth > 0 ? 0 : 3;

@@ -619,30 +619,23 @@ public sealed class X86Cpu
         }
         Resuming?.Invoke(this, ctx);
         Charge(_costs.GuestEventDeliveryNs);
+        bool savedKernelOp = SaveKernelOp(ctx);
         ctx.HandlerDepth++;
         var awaiter = idt.DeliverException(this, vector, errorCode).GetAwaiter();
         if (awaiter.IsCompleted)
         {
-            ctx.HandlerDepth--;
+            HandlerReturned(ctx, savedKernelOp, endsHalt);
             awaiter.GetResult();
             _again = true;
-            if (endsHalt)
-            {
-                EndHalt(ctx);
-            }
             return;
         }
         awaiter.OnCompleted(() =>
         {
-            ctx.HandlerDepth--;
+            HandlerReturned(ctx, savedKernelOp, endsHalt);
             awaiter.GetResult();
-            if (endsHalt)
+            if (ctx.Cpu is { } cpu && ReferenceEquals(ctx, cpu.Current))
             {
-                EndHalt(ctx);
-            }
-            if (ReferenceEquals(ctx, Current))
-            {
-                Kick0();
+                cpu.Kick0();
             }
         });
     }
@@ -746,6 +739,33 @@ public sealed class X86Cpu
         Resuming?.Invoke(this, ctx);
         Charge(_costs.GuestEventDeliveryNs);
         idt.DeliverInterrupt(this, inj.Vector);
+        if (endsHalt)
+        {
+            EndHalt(ctx);
+        }
+    }
+
+    /// <summary>An exception interrupting kernel code: the interrupted operation waits below the handler's own.</summary>
+    private static bool SaveKernelOp(GuestContext ctx)
+    {
+        if (ctx.KernelKind == OpKind.None)
+        {
+            return false;
+        }
+        (ctx.SavedKernelOps ??= new()).Push((ctx.KernelKind, ctx.KernelRemaining, ctx.KernelAddress, ctx.KernelDone));
+        ctx.KernelKind = OpKind.None;
+        ctx.KernelDone = new OpCompletion();
+        return true;
+    }
+
+    /// <summary>IRET: the interrupted kernel operation, if any, continues; a HLT the event ended is over.</summary>
+    private void HandlerReturned(GuestContext ctx, bool savedKernelOp, bool endsHalt)
+    {
+        ctx.HandlerDepth--;
+        if (savedKernelOp)
+        {
+            (ctx.KernelKind, ctx.KernelRemaining, ctx.KernelAddress, ctx.KernelDone) = ctx.SavedKernelOps!.Pop();
+        }
         if (endsHalt)
         {
             EndHalt(ctx);

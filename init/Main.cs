@@ -6,6 +6,7 @@ namespace Linux;
 public sealed partial class Kernel
 {
     private bool _kvmclockEnabled;
+    private bool _bootCpuDone;
 
     /// <summary>The console the guest prints to (its serial port).</summary>
     public SerialPort? Console { get; private set; }
@@ -27,6 +28,7 @@ public sealed partial class Kernel
         {
             var idle = Runqueues[cpu].Idle;
             idle.KernelStack = (GuestLayout.PerCpuBase + (ulong)cpu) << Pgtable.PAGE_SHIFT;
+            HwCpus[cpu].InterruptsEnabled = false; // until the CPU has its IDT (local_irq_enable in start_kernel / start_secondary)
             HwCpus[cpu].SwitchTo(idle.Context!);
             _current = idle;
             (cpu == 0 ? StartKernel(idle, totalPages, init) : StartSecondary(idle)).Forget();
@@ -43,13 +45,16 @@ public sealed partial class Kernel
         cpu.DirectMapBase = GuestLayout.PAGE_OFFSET;
         TrapInit();
         LoadIdt(cpu);
+        cpu.InterruptsEnabled = true;
         MemInit(GuestLayout.ReservedPages, totalPages);
         for (ulong gfn = 0; gfn < GuestLayout.BootFootprintPages; gfn++)
         {
             await idle.Context.Touch((GuestLayout.KernelTextHot + gfn) << Pgtable.PAGE_SHIFT);
         }
         _kvmclockEnabled = KvmclockInit(cpu);
+        KvmGuestInit(cpu);
         SmpPrepareBootCpu(cpu);
+        _bootCpuDone = true;
         SetupApicTimer(cpu);
         Init = DoFork("init", await MmAlloc(idle.Context), init);
         await CpuIdle(idle);

@@ -31,6 +31,15 @@ public sealed record BenchConfig
     public bool Apf { get; init; }
     public CostModel Costs { get; init; } = new();
 
+    /// <summary>The async PF ABI profile both kernels are built with: "v3" (0x4b564d00, feature 3) or "merged" (0x4b564d02, feature 4).</summary>
+    public string Abi { get; init; } = "v3";
+
+    /// <summary>ASYNC_PF_PER_VCPU: outstanding async faults per vCPU before the host falls back to synchronous faults.</summary>
+    public int ApfPerVcpu { get; init; } = 64;
+
+    /// <summary>Build the guest with CONFIG_PREEMPT, so it sets send-always and takes async PF in kernel mode (patch 11).</summary>
+    public bool GuestPreempt { get; init; }
+
     /// <summary>Guest memory the guest kernel keeps for itself (image, memmap, slab), which the array must leave free.</summary>
     public const long GuestKernelReserveBytes = 64 * MiB;
 
@@ -68,6 +77,14 @@ public sealed record BenchConfig
         if (DurationNs <= 0)
         {
             return ("--duration", "must be positive");
+        }
+        if (Abi is not ("v3" or "merged"))
+        {
+            return ("--abi", $"must be v3 or merged, got '{Abi}'");
+        }
+        if (ApfPerVcpu is < 1 or > 4096)
+        {
+            return ("--apf-per-vcpu", $"must be between 1 and 4096, got {ApfPerVcpu}");
         }
         return ValidateCosts();
     }

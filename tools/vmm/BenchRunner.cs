@@ -9,7 +9,7 @@ namespace KvmApf.Vmm;
 public static class BenchRunner
 {
     /// <summary>True once the async PF series is in: <c>--apf on</c> can run.</summary>
-    public static bool SupportsApf => false;
+    public static bool SupportsApf => true;
 
     /// <summary>Simulated time allowed for boot and prefault before a run is declared stuck.</summary>
     private const long BootBudgetNs = 600_000_000_000;
@@ -27,10 +27,6 @@ public static class BenchRunner
         if (config.Validate() is { } problem)
         {
             throw new ArgumentException($"{problem.Option}: {problem.Message}", nameof(config));
-        }
-        if (config.Apf)
-        {
-            throw new NotSupportedException("async PF comes with the series (patches 2–12), which this build does not have yet");
         }
         var wall = Stopwatch.StartNew();
         var m = new Machine(config);
@@ -88,7 +84,16 @@ public static class BenchRunner
         private (long User, long Kernel, long Stores, long Faults)[] _ctxEnd = [];
         private (long MajFault, long SwapIn, long SwapOut, long Reclaimed) _hostStart;
         private (long MajFault, long SwapIn, long SwapOut, long Reclaimed) _hostEnd;
+        private (long NotPresent, long PageReady, long WakeAll, long Fallbacks) _apfStart;
+        private (long NotPresent, long PageReady, long WakeAll, long Fallbacks) _apfEnd;
         private long _peak;
+        private long _maxOutstanding;
+
+        private (long, long, long, long) SnapshotApf()
+        {
+            var c = m.Host.ApfCounters;
+            return (c.NotPresent, c.PageReady, c.WakeAll, c.SyncFallbacks);
+        }
 
         public long StartNs { get; private set; } = -1;
 
@@ -100,7 +105,9 @@ public static class BenchRunner
             _vcpuStart = SnapshotVcpus();
             _ctxStart = SnapshotContexts();
             _hostStart = SnapshotHost();
+            _apfStart = SnapshotApf();
             m.Cgroup.MaxUsage = m.Cgroup.Usage;
+            m.Host.ApfCounters.MaxOutstanding = m.Vcpus.Length == 0 ? 0 : m.Vcpus.Max(v => v.AsyncPfQueued);
         }
 
         public void End()
@@ -108,6 +115,8 @@ public static class BenchRunner
             _vcpuEnd = SnapshotVcpus();
             _ctxEnd = SnapshotContexts();
             _hostEnd = SnapshotHost();
+            _apfEnd = SnapshotApf();
+            _maxOutstanding = m.Host.ApfCounters.MaxOutstanding;
             _peak = m.Cgroup.MaxUsage;
         }
 
@@ -158,7 +167,9 @@ public static class BenchRunner
             var host = new HostResult(_hostEnd.MajFault - _hostStart.MajFault, _hostEnd.SwapIn - _hostStart.SwapIn,
                 _hostEnd.SwapOut - _hostStart.SwapOut, _hostEnd.Reclaimed - _hostStart.Reclaimed, _peak);
             var shares = new TimeShares(workNs, faultNs, kernelNs, vcpus.Sum(v => v.HostNs), vcpus.Sum(v => v.StallNs), vcpus.Sum(v => v.HaltNs));
-            return new BenchResult(m.Config, workers, faults, vcpus, host, new ApfResult(0, 0, 0, 0, 0), sim, shares);
+            var apf = new ApfResult(_apfEnd.NotPresent - _apfStart.NotPresent, _apfEnd.PageReady - _apfStart.PageReady,
+                _apfEnd.WakeAll - _apfStart.WakeAll, _apfEnd.Fallbacks - _apfStart.Fallbacks, _maxOutstanding);
+            return new BenchResult(m.Config, workers, faults, vcpus, host, apf, sim, shares);
         }
     }
 }

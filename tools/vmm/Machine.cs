@@ -34,10 +34,22 @@ public sealed class Machine
             Cpus[i] = new X86Cpu(i, Loop, Ram, config.Costs);
         }
         Console = new SerialPort();
-        Host = new Kernel(Kconfig.Host, Loop, rng.Split("host"), config.Costs, Cpus, Ram, Disk);
+        var abi = config.Abi == "merged" ? ApfAbi.Merged : ApfAbi.V3;
+        Host = new Kernel(Kconfig.Host with { CONFIG_KVM_ASYNC_PF = config.Apf, Abi = abi }, Loop, rng.Split("host"), config.Costs, Cpus, Ram, Disk)
+        {
+            AsyncPfPerVcpu = config.ApfPerVcpu,
+            TraceRunId = RunIds.Next(),
+        };
         Host.MemInit(1, ulong.MaxValue);
         Host.SwapOn(swapBlocks);
-        Guest = new Kernel(Kconfig.Guest, Loop, rng.Split("guest"), config.Costs, Cpus);
+        if (config.Apf && Host.KvmAsyncPfInit() != 0)
+        {
+            throw new InvalidOperationException("kvm_async_pf_init failed");
+        }
+        Guest = new Kernel(Kconfig.Guest with { Abi = abi, CONFIG_PREEMPT = config.GuestPreempt }, Loop, rng.Split("guest"), config.Costs, Cpus)
+        {
+            TraceRunId = Host.TraceRunId,
+        };
         Bm = new Bm(new Libc(Guest), new BmOptions(config.FaultThreads, config.WorkThreads, (ulong)config.ArrayBytes, config.DurationNs), config.Costs);
         Cgroup = new MemCgroup("kvm-apf-vmm", config.MemLimitBytes);
         VmmMm = new MmStruct(new SoftPageTable(), 0) { MemCgroup = Cgroup };
@@ -115,6 +127,24 @@ public sealed class Machine
         }
     }
 
+    /// <summary>
+    /// Live migration as far as async PF is concerned (v3 cover letter): the destination has none of
+    /// the source's outstanding work, and the VMM restores each vCPU's saved MSRs there. Restoring
+    /// the async PF MSR queues a wake-all, so every guest task waiting for a page retries.
+    /// </summary>
+    public void Migrate()
+    {
+        foreach (var vcpu in Vcpus)
+        {
+            var saved = Host.MsrsToSave.Select(msr => (msr, Host.KvmGetMsr(vcpu, msr, out ulong v) == 0 ? v : 0)).ToList();
+            Host.KvmArchVcpuReset(vcpu);
+            foreach (var (msr, value) in saved)
+            {
+                Host.KvmSetMsr(vcpu, msr, value);
+            }
+        }
+    }
+
     /// <summary>Makes every vCPU thread return from KVM_RUN at its next exit.</summary>
     public void StopVcpus()
     {
@@ -123,4 +153,13 @@ public sealed class Machine
             vcpu.StopRequested = true;
         }
     }
+}
+
+/// <summary>Run ids for tracepoints: distinct per machine in a process, the same sequence in every process.</summary>
+internal static class RunIds
+{
+    [ThreadStatic]
+    private static long s_next;
+
+    public static long Next() => ++s_next;
 }

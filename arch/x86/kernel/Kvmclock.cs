@@ -2,9 +2,9 @@ using Hw;
 
 namespace Linux;
 
-// arch/x86/kernel/kvmclock.c (patch 0, before patch 1 moves kvm_smp_prepare_boot_cpu to kvm.c):
-// the paravirtual clock. Guest time is the hardware clock; what the port keeps is the per-CPU
-// registration with the host.
+// arch/x86/kernel/kvmclock.c (patches 0 and 1): the paravirtual clock. Guest time is the hardware
+// clock; what the port keeps is the per-CPU registration with the host. Patch 1 moved
+// kvm_smp_prepare_boot_cpu() from here to kvm.c.
 public sealed partial class Kernel
 {
     /// <summary>CPUs whose clock is registered with the host, and how many times each was.</summary>
@@ -27,12 +27,8 @@ public sealed partial class Kernel
     [Port("arch/x86/kernel/kvmclock.c", "kvm_setup_secondary_clock")]
     internal void KvmSetupSecondaryClock(X86Cpu cpu) => KvmRegisterClock(cpu);
 
-    /// <summary>kvm_smp_prepare_boot_cpu(): the boot CPU registers its clock (in kvmclock.c until patch 1).</summary>
-    [Port("arch/x86/kernel/kvmclock.c", "kvm_smp_prepare_boot_cpu")]
-    internal void KvmSmpPrepareBootCpu(X86Cpu cpu) => KvmRegisterClock(cpu);
-
-    /// <summary>kvmclock_init(): uses kvmclock when the host offers it.</summary>
-    [Port("arch/x86/kernel/kvmclock.c", "kvmclock_init")]
+    /// <summary>kvmclock_init(): uses kvmclock when the host offers it (patch 1 no longer installs the boot-CPU hook here).</summary>
+    [Port("arch/x86/kernel/kvmclock.c", "kvmclock_init", Patches = [0, 1])]
     internal bool KvmclockInit(X86Cpu cpu) =>
         (cpu.Cpuid(KvmPara.KVM_CPUID_FEATURES) & (1u << KvmPara.KVM_FEATURE_CLOCKSOURCE)) != 0;
 }

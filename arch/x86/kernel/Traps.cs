@@ -84,8 +84,10 @@ public sealed partial class Kernel
         {
             throw new InvalidOperationException($"{Name}: unexpected exception {vector} on CPU {cpu.Id}");
         }
+        var ctx = Current.Context!;
+        bool fromUser = !ctx.InKernelOperation && ctx.SyscallDepth == 0 && ctx.ExceptionNesting == 1;
         await DoPageFault(cpu, errorCode);
-        if (Current.NeedResched && !Current.IsIdle)
+        if (fromUser && Current.NeedResched && !Current.IsIdle)
         {
             await Schedule();
         }

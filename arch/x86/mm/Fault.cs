@@ -5,10 +5,17 @@ namespace Linux;
 // arch/x86/mm/fault.c (patch 0): the guest's page-fault handler.
 public sealed partial class Kernel
 {
-    /// <summary>do_page_fault(): demand paging of the faulting task's anonymous memory.</summary>
-    [Port("arch/x86/mm/fault.c", "do_page_fault")]
+    /// <summary>
+    /// do_page_fault(): demand paging of the faulting task's anonymous memory. Patch 4 first lets
+    /// the paravirt hook take the fault: an async PF event is not a fault of the task's own.
+    /// </summary>
+    [Port("arch/x86/mm/fault.c", "do_page_fault", Patches = [0, 4])]
     internal async SimTask DoPageFault(X86Cpu cpu, uint errorCode)
     {
+        if (await HandlePf(cpu, errorCode))
+        {
+            return;
+        }
         ulong address = cpu.Cr2;
         var tsk = Current;
         var mm = tsk.Mm ?? throw new InvalidOperationException($"{Name}: kernel page fault at {address:x} in {tsk}");
