@@ -199,6 +199,16 @@ public sealed class X86Cpu
         Kick0();
     }
 
+    /// <summary>LIDT with a null table and a fault: the classic way a guest resets itself (a triple fault).</summary>
+    public void TripleFault()
+    {
+        Idt = null;
+        if (InGuestMode)
+        {
+            Exit(new VmExit(ExitReason.TripleFault, Cpl: Cpl));
+        }
+    }
+
     /// <summary>MOV to CR3: a new page-table root; flushes the TLB.</summary>
     public void WriteCr3(ulong cr3)
     {
@@ -612,7 +622,11 @@ public sealed class X86Cpu
     /// <summary>Delivers an exception to the guest on <paramref name="ctx"/>; the faulting user operation is retried after the handler.</summary>
     private void DeliverException(GuestContext ctx, byte vector, uint errorCode, bool checkedFootprint = false, bool endsHalt = false)
     {
-        var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: exception {vector} with no IDT (triple fault)");
+        if (Idt is not { } idt)
+        {
+            Exit(new VmExit(ExitReason.TripleFault, Cpl: ctx.Cpl)); // no gate for the exception, nor for #DF: shutdown
+            return;
+        }
         if (!checkedFootprint && DeliveryFaults(idt, ctx, new EventInjection(vector, IsException: true, errorCode, HasErrorCode: true, Cr2)))
         {
             return;
@@ -715,7 +729,11 @@ public sealed class X86Cpu
     private void Inject(EventInjection inj)
     {
         var ctx = Current ?? throw new InvalidOperationException($"vCPU {Id}: event injected with no guest context");
-        var idt = Idt ?? throw new InvalidOperationException($"vCPU {Id}: event {inj.Vector} with no IDT (triple fault)");
+        if (Idt is not { } idt)
+        {
+            Exit(new VmExit(ExitReason.TripleFault, Cpl: ctx.Cpl));
+            return;
+        }
         if (DeliveryFaults(idt, ctx, inj))
         {
             return;
