@@ -60,21 +60,18 @@ public sealed partial class Kernel
     }
 
     /// <summary>
-    /// The charge of a caller that must not sleep (get_user_pages_noio, patch 6): reclaims once
-    /// and charges if that brought the cgroup under its limit; false if it would have to wait.
+    /// The charge of a caller that must not sleep nor start I/O (get_user_pages_noio, patch 6):
+    /// charges if the page fits under the limit now, else fails, leaving reclaim (and the swap
+    /// writes it starts) to the synchronous path.
     /// </summary>
     [Port("mm/memcontrol.c", "mem_cgroup_try_charge_swapin", Patches = [6])]
-    public bool MemCgroupTryCharge(Page page, MemCgroup mem)
+    public static bool MemCgroupTryCharge(Page page, MemCgroup mem)
     {
         ArgumentNullException.ThrowIfNull(page);
         ArgumentNullException.ThrowIfNull(mem);
         if (mem.Usage + (long)Pgtable.PAGE_SIZE > mem.Limit)
         {
-            TryToFreeMemCgroupPages(mem);
-            if (mem.Usage + (long)Pgtable.PAGE_SIZE > mem.Limit)
-            {
-                return false;
-            }
+            return false;
         }
         mem.Usage += (long)Pgtable.PAGE_SIZE;
         mem.MaxUsage = Math.Max(mem.MaxUsage, mem.Usage);

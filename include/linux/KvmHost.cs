@@ -104,6 +104,12 @@ public sealed class KvmAsyncPf(KvmVcpu vcpu)
     /// <summary>kvm_clear_async_pf_completion_queue() dropped the item while its worker ran: the worker frees it.</summary>
     public bool Cancelled { get; set; }
 
+    /// <summary>The halt variant: the vCPU halts instead of the guest being told.</summary>
+    public bool Halt { get; init; }
+
+    /// <summary>The not-present reached the guest, so a page-ready may follow (5.8's notpresent_injected).</summary>
+    public bool NotPresentInjected { get; set; }
+
     /// <summary>Virtual time of the not-present, for latency figures.</summary>
     public long CreatedNs { get; init; }
 }

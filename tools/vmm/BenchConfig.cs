@@ -37,6 +37,12 @@ public sealed record BenchConfig
     /// <summary>ASYNC_PF_PER_VCPU: outstanding async faults per vCPU before the host falls back to synchronous faults.</summary>
     public int ApfPerVcpu { get; init; } = 64;
 
+    /// <summary>The halt variant (seeds/000): with async PF on, a fault the guest cannot be told of halts the vCPU instead of stalling it.</summary>
+    public bool ApfHalt { get; init; }
+
+    /// <summary>The guest is paravirtual (CONFIG_KVM_GUEST): it enables async PF when the host offers it. False models a non-PV guest.</summary>
+    public bool GuestPv { get; init; } = true;
+
     /// <summary>Build the guest with CONFIG_PREEMPT, so it sets send-always and takes async PF in kernel mode (patch 11).</summary>
     public bool GuestPreempt { get; init; }
 

@@ -38,6 +38,7 @@ public sealed class Machine
         Host = new Kernel(Kconfig.Host with { CONFIG_KVM_ASYNC_PF = config.Apf, Abi = abi }, Loop, rng.Split("host"), config.Costs, Cpus, Ram, Disk)
         {
             AsyncPfPerVcpu = config.ApfPerVcpu,
+            AsyncPfHaltVariant = config.ApfHalt,
             TraceRunId = RunIds.Next(),
         };
         Host.MemInit(1, ulong.MaxValue);
@@ -46,7 +47,7 @@ public sealed class Machine
         {
             throw new InvalidOperationException("kvm_async_pf_init failed");
         }
-        Guest = new Kernel(Kconfig.Guest with { Abi = abi, CONFIG_PREEMPT = config.GuestPreempt }, Loop, rng.Split("guest"), config.Costs, Cpus)
+        Guest = new Kernel(Kconfig.Guest with { Abi = abi, CONFIG_PREEMPT = config.GuestPreempt, CONFIG_KVM_GUEST = config.GuestPv }, Loop, rng.Split("guest"), config.Costs, Cpus)
         {
             TraceRunId = Host.TraceRunId,
         };

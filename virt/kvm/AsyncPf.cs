@@ -132,7 +132,7 @@ public sealed partial class Kernel
     /// when the vCPU is at its cap, when the GFP_NOWAIT allocation fails, or when the gfn has no hva.
     /// </summary>
     [Port("virt/kvm/kvm_main.c", "kvm_setup_async_pf", Patches = [8])]
-    public async SimTask<(bool Ok, string? Refusal)> KvmSetupAsyncPf(KvmVcpu vcpu, ulong gva, ulong gfn, uint token, ulong cr3)
+    public async SimTask<(bool Ok, string? Refusal)> KvmSetupAsyncPf(KvmVcpu vcpu, ulong gva, ulong gfn, uint token, ulong cr3, bool halt = false)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
         if (vcpu.AsyncPfQueued >= AsyncPfPerVcpu)
@@ -148,7 +148,7 @@ public sealed partial class Kernel
         {
             return (false, "bad hva");
         }
-        var work = new KvmAsyncPf(vcpu) { Gva = gva, Gfn = gfn, Addr = addr, Token = token, Cr3 = cr3, CreatedNs = Now };
+        var work = new KvmAsyncPf(vcpu) { Gva = gva, Gfn = gfn, Addr = addr, Token = token, Cr3 = cr3, CreatedNs = Now, Halt = halt };
         ScheduleWork(new WorkStruct(AsyncPfExecute, work));
         vcpu.AsyncPfQueue.Add(work);
         vcpu.AsyncPfQueued++;

@@ -102,8 +102,16 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/mmu.c", "try_async_pf", Patches = [8, 12])]
     private async SimTask<(bool Handled, ulong Pfn)> TryAsyncPf(KvmVcpu vcpu, bool noApf, ulong gfn, ulong gva, ulong cr3)
     {
-        string? refusal = null;
-        if (!noApf && (refusal = CanDoAsyncPf(vcpu)) is null)
+        string? refusal = noApf ? "prefault" : CanDoAsyncPf(vcpu);
+        bool halt = false;
+        if (refusal is "disabled" or "cpl" && AsyncPfHaltVariant && Config.CONFIG_KVM_ASYNC_PF)
+        {
+            // The halt variant (seeds/000): a guest that cannot take the event still keeps its
+            // vCPU for interrupts while the page comes in; the vCPU halts instead of stalling.
+            refusal = null;
+            halt = true;
+        }
+        if (refusal is null)
         {
             var (pfn, isAsync) = GfnToPfnAsync(vcpu.Kvm, gfn);
             KvmTrace.Log.kvm_try_async_get_page(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, isAsync ? -1 : (long)pfn, isAsync);
@@ -111,7 +119,12 @@ public sealed partial class Kernel
             {
                 return (false, pfn);
             }
-            var (ok, why) = await KvmArchSetupAsyncPf(vcpu, gva, gfn, cr3);
+            if (halt && vcpu.AsyncPfQueue.Exists(w => w.Gfn == gfn && !w.WakeupAll))
+            {
+                vcpu.Arch.ApfHalted = true; // the same page again: halt until it is in
+                return (true, 0);
+            }
+            var (ok, why) = await KvmArchSetupAsyncPf(vcpu, gva, gfn, cr3, halt);
             if (ok)
             {
                 vcpu.Cpu.AccountMajorFault();
@@ -121,7 +134,7 @@ public sealed partial class Kernel
         }
         long majBefore = Current.MajFlt;
         ulong synced = await GfnToPfnAccounted(vcpu, gfn);
-        if (!noApf && refusal is not null && ApfEnabled(vcpu) && Current.MajFlt != majBefore)
+        if (!noApf && refusal is not null && refusal != "disabled" && ApfEnabled(vcpu) && Current.MajFlt != majBefore)
         {
             ApfCounters.SyncFallbacks++;
             KvmTrace.Log.kvm_async_pf_sync_fallback(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)gva, refusal);
@@ -138,10 +151,6 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/mmu.c", "can_do_async_pf", Patches = [8, 12])]
     private static string? CanDoAsyncPf(KvmVcpu vcpu)
     {
-        if (!ApfEnabled(vcpu))
-        {
-            return "disabled";
-        }
         if (KvmEventNeedsReinjection(vcpu))
         {
             return "event pending";
@@ -149,6 +158,10 @@ public sealed partial class Kernel
         if (!VmxInterruptAllowed(vcpu))
         {
             return "interrupts";
+        }
+        if (!ApfEnabled(vcpu))
+        {
+            return "disabled";
         }
         if (vcpu.Arch.ApfSendUserOnly && VmxGetCpl(vcpu) == 0)
         {
@@ -159,11 +172,19 @@ public sealed partial class Kernel
 
     /// <summary>kvm_arch_setup_async_pf() (patch 8): the token is (apf_id++ &lt;&lt; 12) | vcpu_id, in u32 arithmetic (seeds/004).</summary>
     [Port("arch/x86/kvm/mmu.c", "kvm_arch_setup_async_pf", Patches = [8])]
-    private SimTask<(bool Ok, string? Refusal)> KvmArchSetupAsyncPf(KvmVcpu vcpu, ulong gva, ulong gfn, ulong cr3)
+    private SimTask<(bool Ok, string? Refusal)> KvmArchSetupAsyncPf(KvmVcpu vcpu, ulong gva, ulong gfn, ulong cr3, bool halt)
     {
         uint token = unchecked((vcpu.Arch.ApfId++ << 12) | (uint)vcpu.VcpuId);
-        return KvmSetupAsyncPf(vcpu, gva, gfn, token, cr3);
+        return KvmSetupAsyncPf(vcpu, gva, gfn, token, cr3, halt);
     }
+
+    /// <summary>
+    /// The halt variant of async PF that seeds/000 asks for ("inject interrupts for non-PV guests
+    /// while waiting for swap-in"; v7's "Halt vcpu if page it tries to access is swapped out"):
+    /// when the event cannot be delivered the swap-in still goes to a worker and the vCPU halts,
+    /// taking interrupts, until the page is in. Off by default: v3 faults synchronously then.
+    /// </summary>
+    public bool AsyncPfHaltVariant { get; set; }
 
     /// <summary>gfn_to_pfn on the vCPU thread, telling the CPU when the access needed swap I/O (the task's maj_flt moved).</summary>
     private async SimTask<ulong> GfnToPfnAccounted(KvmVcpu vcpu, ulong gfn)

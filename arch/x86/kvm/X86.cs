@@ -37,7 +37,7 @@ public sealed partial class Kernel
         int r = 1;
         while (r > 0 && !vcpu.StopRequested)
         {
-            if (vcpu.Arch.MpState == KvmAbi.KVM_MP_STATE_RUNNABLE)
+            if (vcpu.Arch.MpState == KvmAbi.KVM_MP_STATE_RUNNABLE && !vcpu.Arch.ApfHalted)
             {
                 r = await VcpuEnterGuest(vcpu);
             }
@@ -47,6 +47,7 @@ public sealed partial class Kernel
                 if (KvmArchVcpuRunnable(vcpu))
                 {
                     vcpu.Arch.MpState = KvmAbi.KVM_MP_STATE_RUNNABLE;
+                    vcpu.Arch.ApfHalted = false; // the guest retries the access (or first takes the interrupt)
                 }
             }
             if (Config.CONFIG_KVM_ASYNC_PF)
@@ -125,7 +126,7 @@ public sealed partial class Kernel
     public static bool KvmArchVcpuRunnable(KvmVcpu vcpu)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
-        return vcpu.Arch.MpState == KvmAbi.KVM_MP_STATE_RUNNABLE
+        return (vcpu.Arch.MpState == KvmAbi.KVM_MP_STATE_RUNNABLE && !vcpu.Arch.ApfHalted)
             || vcpu.AsyncPfDone.Count > 0
             || vcpu.Arch.Apic.Pending > 0
             || KvmCpuHasInterrupt(vcpu)
@@ -254,23 +255,32 @@ public sealed partial class Kernel
     private async SimTask KvmArchAsyncPageNotPresent(KvmVcpu vcpu, KvmAsyncPf work)
     {
         KvmTrace.Log.kvm_async_pf_not_present(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, work.Token, (long)work.Gva);
+        if (work.Halt)
+        {
+            vcpu.Arch.ApfHalted = true;
+            return;
+        }
         if (await ApfPutUser(vcpu, ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT) == 0)
         {
             ApfCounters.NotPresent++;
+            work.NotPresentInjected = true;
             KvmInjectPageFault(vcpu, work.Token, 0);
         }
     }
 
     /// <summary>
     /// kvm_arch_inject_async_page_present() (patch 8): reason 2 and a #PF with the token (~0 for
-    /// a wake-all), if the guest still has async PF enabled.
+    /// a wake-all), if the guest still has async PF enabled and was told of the not-present (a
+    /// page-ready for a fault the guest never saw would leave it a dummy entry forever: the
+    /// notpresent_injected rule of 5.8, bugzilla 208081).
     /// </summary>
     [Port("arch/x86/kvm/x86.c", "kvm_arch_inject_async_page_present", Patches = [8])]
     private async SimTask KvmArchAsyncPagePresent(KvmVcpu vcpu, KvmAsyncPf work)
     {
         uint token = work.WakeupAll ? ApfAbi.WakeAllToken : work.Token;
         KvmTrace.Log.kvm_async_pf_ready(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, token, (long)work.Gva);
-        if (ApfEnabled(vcpu) && await ApfPutUser(vcpu, ApfAbi.KVM_PV_REASON_PAGE_READY) == 0)
+        vcpu.Arch.ApfHalted = false;
+        if ((work.WakeupAll || work.NotPresentInjected) && ApfEnabled(vcpu) && await ApfPutUser(vcpu, ApfAbi.KVM_PV_REASON_PAGE_READY) == 0)
         {
             if (work.WakeupAll)
             {
@@ -321,6 +331,7 @@ public sealed partial class Kernel
         vcpu.Arch.Exception = default;
         vcpu.Arch.Interrupt = default;
         vcpu.Arch.MpState = KvmAbi.KVM_MP_STATE_RUNNABLE;
+        vcpu.Arch.ApfHalted = false;
         vcpu.Arch.ApfMsrVal = 0;
         KvmClearAsyncPfCompletionQueue(vcpu);
     }

@@ -48,6 +48,9 @@ public sealed class KvmVcpuArch
     /// <summary>apf_id (patch 8): the per-vCPU counter of the token's upper bits.</summary>
     public uint ApfId { get; set; }
 
+    /// <summary>apf.halted (the halt variant): the vCPU waits for a page instead of running.</summary>
+    public bool ApfHalted { get; set; }
+
     /// <summary>apf_send_user_only (patch 11): the guest did not set send-always.</summary>
     public bool ApfSendUserOnly { get; set; } = true;
 }
