@@ -115,7 +115,7 @@ public sealed partial class Kernel
         {
             return; // a host thread starts on its own CPU: the caller runs its function directly
         }
-        int cpu = SelectTaskRqFork();
+        int cpu = SelectTaskRqFork(p);
         p.Cpu = cpu;
         var rq = Runqueues[cpu];
         TaskForkFair(rq, p);
@@ -128,7 +128,7 @@ public sealed partial class Kernel
     /// that last ran there (sleeping ones included), then to the lowest number.
     /// </summary>
     [Port("kernel/sched_fair.c", "select_task_rq_fair")]
-    private int SelectTaskRqFork()
+    private int SelectTaskRqFork(TaskStruct p)
     {
         int best = 0;
         long bestLoad = long.MaxValue;
@@ -136,7 +136,7 @@ public sealed partial class Kernel
         foreach (var rq in Runqueues)
         {
             long load = rq.Cfs.Load;
-            int homed = Tasks.Count(t => !t.IsIdle && t.State != TaskStates.TASK_DEAD && t.Cpu == rq.Cpu && t.Pid != 0);
+            int homed = Tasks.Count(t => !ReferenceEquals(t, p) && !t.IsIdle && t.State != TaskStates.TASK_DEAD && t.Cpu == rq.Cpu);
             if (load < bestLoad || (load == bestLoad && homed < bestHomed))
             {
                 best = rq.Cpu;
