@@ -185,14 +185,14 @@ public sealed class X86Cpu
         {
             return;
         }
+        if (next.Cpu is not null && !ReferenceEquals(next.Cpu, this))
+        {
+            throw new InvalidOperationException($"{next} is executing on vCPU {next.Cpu.Id}; switch it out there first");
+        }
         Pause();
         if (Current is not null)
         {
             Current.Cpu = null;
-        }
-        if (next.Cpu is not null && !ReferenceEquals(next.Cpu, this))
-        {
-            throw new InvalidOperationException($"{next} is executing on vCPU {next.Cpu.Id}; switch it out there first");
         }
         Current = next;
         next.Cpu = this;

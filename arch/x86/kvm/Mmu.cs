@@ -9,16 +9,8 @@ public sealed class EptRoot(Kvm kvm) : ITranslationRoot
 
     public bool TryTranslate(ulong address, bool write, out ulong hostPhysical) => TryTranslatePhysical(address, out hostPhysical);
 
-    public bool TryTranslatePhysical(ulong gpa, out ulong hostPhysical)
-    {
-        if (kvm.Arch.Ept.TryGetValue(gpa >> Pgtable.PAGE_SHIFT, out ulong spte))
-        {
-            hostPhysical = Spte.Pfn(spte) << Pgtable.PAGE_SHIFT;
-            return true;
-        }
-        hostPhysical = 0;
-        return false;
-    }
+    public bool TryTranslatePhysical(ulong gpa, out ulong hostPhysical) =>
+        Spte.TryLookup(kvm.Arch.Ept, gpa >> Pgtable.PAGE_SHIFT, out hostPhysical);
 }
 
 /// <summary>A vCPU's shadow page tables as the CPU walks them: per guest CR3 for user addresses, shared for the guest kernel's direct map.</summary>
@@ -26,31 +18,13 @@ public sealed class ShadowRoot(Kvm kvm, X86Cpu cpu) : ITranslationRoot
 {
     public bool TwoDimensional => false;
 
-    public bool TryTranslate(ulong address, bool write, out ulong hostPhysical)
-    {
-        if (address >= cpu.DirectMapBase && cpu.DirectMapBase != 0)
-        {
-            return TryTranslatePhysical(address - cpu.DirectMapBase, out hostPhysical);
-        }
-        if (kvm.Arch.Shadow.TryGetValue((cpu.Cr3, address >> Pgtable.PAGE_SHIFT), out ulong spte))
-        {
-            hostPhysical = Spte.Pfn(spte) << Pgtable.PAGE_SHIFT;
-            return true;
-        }
-        hostPhysical = 0;
-        return false;
-    }
+    public bool TryTranslate(ulong address, bool write, out ulong hostPhysical) =>
+        address >= cpu.DirectMapBase && cpu.DirectMapBase != 0
+            ? TryTranslatePhysical(address - cpu.DirectMapBase, out hostPhysical)
+            : Spte.TryLookup(kvm.Arch.Shadow, (cpu.Cr3, address >> Pgtable.PAGE_SHIFT), out hostPhysical);
 
-    public bool TryTranslatePhysical(ulong gpa, out ulong hostPhysical)
-    {
-        if (kvm.Arch.ShadowDirect.TryGetValue(gpa >> Pgtable.PAGE_SHIFT, out ulong spte))
-        {
-            hostPhysical = Spte.Pfn(spte) << Pgtable.PAGE_SHIFT;
-            return true;
-        }
-        hostPhysical = 0;
-        return false;
-    }
+    public bool TryTranslatePhysical(ulong gpa, out ulong hostPhysical) =>
+        Spte.TryLookup(kvm.Arch.ShadowDirect, gpa >> Pgtable.PAGE_SHIFT, out hostPhysical);
 }
 
 // arch/x86/kvm/mmu.c (patch 0): the page-fault handlers and the notifier side of the MMU.

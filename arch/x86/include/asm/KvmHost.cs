@@ -94,4 +94,14 @@ public static class Spte
     public static ulong Pfn(ulong spte) => spte >> Pgtable.PAGE_SHIFT;
 
     public static bool Writable(ulong spte) => (spte & PT_WRITABLE_MASK) != 0;
+
+    /// <summary>The host-physical address an spte table maps <paramref name="key"/> to, if it maps it.</summary>
+    public static bool TryLookup<TKey>(Dictionary<TKey, ulong> table, TKey key, out ulong hostPhysical)
+        where TKey : notnull
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        bool found = table.TryGetValue(key, out ulong spte);
+        hostPhysical = found ? Pfn(spte) << Pgtable.PAGE_SHIFT : 0;
+        return found;
+    }
 }
