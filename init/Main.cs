@@ -40,6 +40,7 @@ public sealed partial class Kernel
     [Port("init/main.c", "start_kernel")]
     private async SimTask StartKernel(TaskStruct idle, ulong totalPages, Func<TaskStruct, SimTask> init)
     {
+        MightSleep();
         await idle.Context!.WaitScheduledIn();
         var cpu = idle.Context.Cpu!;
         cpu.DirectMapBase = GuestLayout.PAGE_OFFSET;
@@ -64,6 +65,7 @@ public sealed partial class Kernel
     [Port("kernel/fork.c", "mm_alloc")]
     private async SimTask<MmStruct> MmAlloc(GuestContext ctx)
     {
+        MightSleep();
         var pgd = AllocPage() ?? throw new InvalidOperationException("guest out of memory for a pgd");
         ulong pgdPhys = pgd.Pfn << Pgtable.PAGE_SHIFT;
         await ctx.Touch(pgdPhys);

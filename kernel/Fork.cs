@@ -34,6 +34,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kernel/entry_64.S", "ret_from_fork")]
     private async SimTask RetFromFork(TaskStruct p, Func<TaskStruct, SimTask> fn)
     {
+        MightSleep();
         await p.Context!.WaitScheduledIn();
         await fn(p);
         await DoExit();
@@ -42,6 +43,7 @@ public sealed partial class Kernel
     /// <summary>A host thread starts at once on its own CPU.</summary>
     private async SimTask RunHostThread(TaskStruct p, Func<TaskStruct, SimTask> fn)
     {
+        MightSleep();
         await fn(p);
         p.State = TaskStates.TASK_DEAD;
     }
@@ -50,6 +52,7 @@ public sealed partial class Kernel
     [Port("kernel/exit.c", "do_exit")]
     public async SimTask DoExit()
     {
+        MightSleep();
         var me = Current;
         me.State = TaskStates.TASK_DEAD;
         await Schedule();

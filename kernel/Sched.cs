@@ -120,6 +120,7 @@ public sealed partial class Kernel
         var rq = Runqueues[cpu];
         TaskForkFair(rq, p);
         ActivateTask(rq, p, wakeup: false);
+        SchedTrace.Log.sched_wakeup_new(TraceRunId, TraceVmId, p.Cpu, Now, p.Pid, p.Comm, p.Cpu, Name);
         CheckPreemptCurr(rq, p);
     }
 
@@ -171,6 +172,7 @@ public sealed partial class Kernel
         }
         var rq = Runqueues[p.Cpu];
         ActivateTask(rq, p, wakeup: true);
+        SchedTrace.Log.sched_wakeup(TraceRunId, TraceVmId, p.Cpu, Now, p.Pid, p.Comm, p.Cpu, Name);
         CheckPreemptCurr(rq, p);
         return true;
     }
@@ -241,6 +243,7 @@ public sealed partial class Kernel
     {
         rq.Curr = next;
         rq.NrSwitches++;
+        SchedTrace.Log.sched_switch(TraceRunId, TraceVmId, rq.Cpu, Now, prev.Pid, prev.Comm, prev.State, next.Pid, next.Comm, Name);
         var cpu = HwCpus[rq.Cpu];
         if (next.Mm is { } mm && !ReferenceEquals(mm, prev.Mm ?? _activeMm.GetValueOrDefault(rq.Cpu)))
         {

@@ -65,6 +65,7 @@ public sealed partial class Kernel
     [Port("kernel/workqueue.c", "worker_thread")]
     private async SimTask WorkerThread(TaskStruct self, WorkStruct first)
     {
+        MightSleep();
         _workerItem[self] = first;
         while (true)
         {

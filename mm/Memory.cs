@@ -53,6 +53,7 @@ public sealed partial class Kernel
     [Port("mm/memory.c", "do_anonymous_page", Patches = [0, 6])]
     private async SimTask<int> DoAnonymousPage(MmStruct mm, VmAreaStruct vma, ulong address, int flags)
     {
+        MightSleep();
         var page = AllocPage();
         if (page is null)
         {
@@ -94,6 +95,7 @@ public sealed partial class Kernel
     [Port("include/linux/highmem.h", "clear_user_highpage")]
     private async SimTask ClearUserHighpage(Page page)
     {
+        MightSleep();
         if (Current.Context is { } ctx)
         {
             await ctx.Touch(page.Pfn << Pgtable.PAGE_SHIFT);
@@ -108,6 +110,7 @@ public sealed partial class Kernel
     [Port("mm/memory.c", "do_swap_page", Patches = [0, 6])]
     private async SimTask<int> DoSwapPage(MmStruct mm, ulong address, ulong origPte, int flags)
     {
+        MightSleep();
         bool write = (flags & VmFault.FAULT_FLAG_WRITE) != 0;
         var entry = Pgtable.PteToSwpEntry(origPte);
         int ret = 0;

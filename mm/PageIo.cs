@@ -65,6 +65,7 @@ public sealed partial class Kernel
     {
         var bio = new Bio(this, write: false);
         bio.Pages.Add(page);
+        KvmTrace.Log.mm_swap_readpage(TraceRunId, TraceVmId, -1, Now, (long)page.Private.Offset, (long)page.Pfn, Name);
         SubmitBio(bio);
     }
 
@@ -95,6 +96,7 @@ public sealed partial class Kernel
                 Ram?.PutFrame(page.Pfn, CopyOf(SwapDevice!.ReadContent((long)page.Private.Offset)));
                 page.Set(PageFlags.PG_uptodate);
                 UnlockPage(page);
+                KvmTrace.Log.mm_swap_read_done(TraceRunId, TraceVmId, -1, Now, (long)page.Private.Offset, (long)page.Pfn, Name);
             }
         }
     }

@@ -61,6 +61,7 @@ public sealed partial class Kernel
     [Port("virt/kvm/kvm_main.c", "async_pf_execute", Patches = [8])]
     private async SimTask AsyncPfExecute(WorkStruct w)
     {
+        MightSleep();
         var work = (KvmAsyncPf)w.Data!;
         var vcpu = work.Vcpu;
         var page = await GetUserPages(Current, vcpu.Kvm.Mm, work.Addr, write: true);
@@ -73,7 +74,7 @@ public sealed partial class Kernel
         work.Pfn = page?.Pfn ?? BadPfn;
         vcpu.AsyncPfDone.Add(work);
         vcpu.AsyncPfLock.Unlock();
-        KvmTrace.Log.kvm_async_pf_completed(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)work.Addr, (long)work.Gva);
+        KvmTrace.Log.kvm_async_pf_completed(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)work.Addr, (long)work.Gva, Name);
         if (vcpu.Wq.Active)
         {
             WakeUp(vcpu.Wq, nrExclusive: 0);
@@ -99,6 +100,7 @@ public sealed partial class Kernel
         vcpu.AsyncPfDone.Clear();
         vcpu.AsyncPfLock?.Unlock();
         vcpu.AsyncPfQueued = 0;
+        KvmTrace.Log.kvm_async_pf_queued(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, 0, "clear", Name);
     }
 
     /// <summary>
@@ -110,6 +112,7 @@ public sealed partial class Kernel
     public async SimTask KvmCheckAsyncPfCompletion(KvmVcpu vcpu)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
+        MightSleep();
         if (vcpu.AsyncPfDone.Count == 0 || !KvmArchCanInjectAsyncPagePresent(vcpu))
         {
             return;
@@ -120,6 +123,7 @@ public sealed partial class Kernel
         vcpu.AsyncPfLock.Unlock();
         vcpu.AsyncPfQueue.Remove(work);
         vcpu.AsyncPfQueued--;
+        KvmTrace.Log.kvm_async_pf_queued(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, vcpu.AsyncPfQueued, "done", Name);
         if (!work.WakeupAll)
         {
             await KvmArchAsyncPageReady(vcpu, work);
@@ -135,6 +139,7 @@ public sealed partial class Kernel
     public async SimTask<(bool Ok, string? Refusal)> KvmSetupAsyncPf(KvmVcpu vcpu, ulong gva, ulong gfn, uint token, ulong cr3, bool halt = false)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
+        MightSleep();
         if (vcpu.AsyncPfQueued >= AsyncPfPerVcpu)
         {
             return (false, "cap");
@@ -153,6 +158,7 @@ public sealed partial class Kernel
         vcpu.AsyncPfQueue.Add(work);
         vcpu.AsyncPfQueued++;
         ApfCounters.MaxOutstanding = Math.Max(ApfCounters.MaxOutstanding, vcpu.AsyncPfQueued);
+        KvmTrace.Log.kvm_async_pf_queued(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, vcpu.AsyncPfQueued, "setup", Name);
         await KvmArchAsyncPageNotPresent(vcpu, work);
         return (true, null);
     }
@@ -176,6 +182,7 @@ public sealed partial class Kernel
         vcpu.AsyncPfLock.Unlock();
         vcpu.AsyncPfQueue.Add(work);
         vcpu.AsyncPfQueued++;
+        KvmTrace.Log.kvm_async_pf_queued(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, vcpu.AsyncPfQueued, "wakeup_all", Name);
         return 0;
     }
 }

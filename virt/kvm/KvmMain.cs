@@ -96,6 +96,7 @@ public sealed partial class Kernel
     {
         ArgumentNullException.ThrowIfNull(kvm);
         ArgumentNullException.ThrowIfNull(ghc);
+        MightSleep();
         if (ghc.MemslotVersion != kvm.MemslotVersion)
         {
             HvaCacheRefreshes++;
@@ -241,8 +242,11 @@ public sealed partial class Kernel
     public async SimTask KvmVcpuBlock(KvmVcpu vcpu)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
+        MightSleep();
         vcpu.Cpu.Residency.Mark(VcpuState.Halt);
+        KvmTrace.Log.kvm_vcpu_block(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, Name);
         await WaitEvent(vcpu.Wq, () => KvmArchVcpuRunnable(vcpu) || vcpu.StopRequested);
+        KvmTrace.Log.kvm_vcpu_wakeup(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, Name);
         vcpu.Cpu.Residency.Mark(VcpuState.Host);
     }
 

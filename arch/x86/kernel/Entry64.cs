@@ -12,6 +12,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kernel/entry_64.S", "system_call")]
     private async SimTask<TaskStruct> SyscallEnter()
     {
+        MightSleep();
         var me = Current;
         me.Context!.SyscallDepth++;
         await me.Context.KernelCompute(Costs.GuestSyscallNs);
@@ -22,6 +23,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kernel/entry_64.S", "sysret_careful")]
     private async SimTask SyscallExit(TaskStruct me)
     {
+        MightSleep();
         if (me.NeedResched)
         {
             await Schedule();
@@ -33,6 +35,7 @@ public sealed partial class Kernel
     [Port("kernel/fork.c", "sys_clone")]
     public async SimTask<TaskStruct> SysClone(string comm, Func<TaskStruct, SimTask> fn)
     {
+        MightSleep();
         var me = await SyscallEnter();
         var child = DoFork(comm, me.Mm, fn);
         await SyscallExit(me);
@@ -43,6 +46,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kernel/sys_x86_64.c", "sys_mmap")]
     public async SimTask<ulong> SysMmap(ulong length)
     {
+        MightSleep();
         var me = await SyscallEnter();
         ulong len = (length + Pgtable.PAGE_SIZE - 1) & ~(Pgtable.PAGE_SIZE - 1);
         ulong address = _nextMmap;
@@ -56,6 +60,7 @@ public sealed partial class Kernel
     [Port("fs/read_write.c", "sys_write")]
     public async SimTask SysWrite(string line)
     {
+        MightSleep();
         var me = await SyscallEnter();
         Console?.WriteLine(line);
         await SyscallExit(me);
@@ -65,6 +70,7 @@ public sealed partial class Kernel
     [Port("kernel/hrtimer.c", "sys_nanosleep")]
     public async SimTask SysNanosleep(long ns)
     {
+        MightSleep();
         var me = await SyscallEnter();
         await DoNanosleep(ns);
         await SyscallExit(me);
@@ -74,6 +80,7 @@ public sealed partial class Kernel
     [Port("kernel/futex.c", "sys_futex")]
     public async SimTask SysFutexWait(object key, Func<bool> valueUnchanged)
     {
+        MightSleep();
         var me = await SyscallEnter();
         await FutexWait(key, valueUnchanged);
         await SyscallExit(me);
@@ -82,6 +89,7 @@ public sealed partial class Kernel
     /// <summary>futex(FUTEX_WAKE).</summary>
     public async SimTask<int> SysFutexWake(object key, int nrWake)
     {
+        MightSleep();
         var me = await SyscallEnter();
         int woken = FutexWake(key, nrWake);
         await SyscallExit(me);

@@ -205,7 +205,7 @@ public sealed partial class Kernel
             b.List.Remove(e);
             e.Hashed = false;
             b.Lock.Unlock();
-            KvmGuestTrace.Log.apf_dummy_consumed(TraceRunId, me.Cpu, Now, token);
+            KvmGuestTrace.Log.apf_dummy_consumed(TraceRunId, TraceVmId, me.Cpu, Now, token, Name);
             return;
         }
         var n = new KvmTaskSleepNode(token, me.Cpu) { Mm = me.Mm ?? _activeMm.GetValueOrDefault(me.Cpu), Task = me, Halted = cannotSleep, Hashed = true };
@@ -214,11 +214,11 @@ public sealed partial class Kernel
         await me.Context!.KernelCompute(Costs.GuestPageFaultNs / 3);
         if (n.Halted)
         {
-            KvmGuestTrace.Log.apf_cpu_halted(TraceRunId, me.Cpu, Now, token);
+            KvmGuestTrace.Log.apf_cpu_halted(TraceRunId, TraceVmId, me.Cpu, Now, token, Name);
         }
         else
         {
-            KvmGuestTrace.Log.apf_task_sleep(TraceRunId, me.Cpu, Now, me.Pid, token);
+            KvmGuestTrace.Log.apf_task_sleep(TraceRunId, TraceVmId, me.Cpu, Now, me.Pid, token, Name);
         }
         var wait = new WaitQueue(me);
         while (true)
@@ -245,11 +245,11 @@ public sealed partial class Kernel
         if (!n.Halted)
         {
             FinishWait(n.Wq, wait);
-            KvmGuestTrace.Log.apf_task_woken(TraceRunId, me.Cpu, Now, me.Pid, token);
+            KvmGuestTrace.Log.apf_task_woken(TraceRunId, TraceVmId, me.Cpu, Now, me.Pid, token, Name);
         }
         else
         {
-            KvmGuestTrace.Log.apf_cpu_resumed(TraceRunId, me.Cpu, Now, token);
+            KvmGuestTrace.Log.apf_cpu_resumed(TraceRunId, TraceVmId, me.Cpu, Now, token, Name);
         }
     }
 
@@ -289,7 +289,7 @@ public sealed partial class Kernel
             }
             b.Lock.Unlock();
         }
-        KvmGuestTrace.Log.apf_wake_all(TraceRunId, cpu, Now, woken);
+        KvmGuestTrace.Log.apf_wake_all(TraceRunId, TraceVmId, cpu, Now, woken, Name);
     }
 
     /// <summary>
@@ -311,7 +311,7 @@ public sealed partial class Kernel
         {
             b.List.Add(new KvmTaskSleepNode(token, SmpProcessorId) { Hashed = true });
             b.Lock.Unlock();
-            KvmGuestTrace.Log.apf_dummy_created(TraceRunId, SmpProcessorId, Now, token);
+            KvmGuestTrace.Log.apf_dummy_created(TraceRunId, TraceVmId, SmpProcessorId, Now, token, Name);
             return;
         }
         ApfTaskWakeOne(b, n);

@@ -9,6 +9,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kernel/process_64.c", "cpu_idle")]
     internal async SimTask CpuIdle(TaskStruct idle)
     {
+        MightSleep();
         while (true)
         {
             while (!idle.NeedResched)

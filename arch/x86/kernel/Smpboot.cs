@@ -22,6 +22,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kernel/smpboot.c", "start_secondary", Patches = [0, 3])]
     private async SimTask StartSecondary(TaskStruct idle)
     {
+        MightSleep();
         await idle.Context!.WaitScheduledIn();
         var cpu = idle.Context.Cpu!;
         cpu.DirectMapBase = GuestLayout.PAGE_OFFSET;

@@ -47,6 +47,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/mmu.c", "tdp_page_fault", Patches = [0, 8, 9])]
     private async SimTask<int> TdpPageFault(KvmVcpu vcpu, ulong gpa, uint errorCode, bool prefault)
     {
+        MightSleep();
         ulong gfn = gpa >> Pgtable.PAGE_SHIFT;
         bool write = (errorCode & (uint)PfErr.Write) != 0;
         long mmuSeq = vcpu.Kvm.MmuNotifierSeq;
@@ -76,6 +77,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/mmu.c", "try_async_pf", Patches = [8, 12])]
     private async SimTask<(bool Handled, ulong Pfn)> TryAsyncPf(KvmVcpu vcpu, bool noApf, ulong gfn, ulong gva, ulong cr3)
     {
+        MightSleep();
         string? refusal = noApf ? "prefault" : CanDoAsyncPf(vcpu);
         bool halt = false;
         if (refusal is "disabled" or "cpl" && AsyncPfHaltVariant && Config.CONFIG_KVM_ASYNC_PF)
@@ -88,7 +90,7 @@ public sealed partial class Kernel
         if (refusal is null)
         {
             var (pfn, isAsync) = GfnToPfnAsync(vcpu.Kvm, gfn);
-            KvmTrace.Log.kvm_try_async_get_page(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, isAsync ? -1 : (long)pfn, isAsync);
+            KvmTrace.Log.kvm_try_async_get_page(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, isAsync ? -1 : (long)pfn, isAsync, Name);
             if (!isAsync)
             {
                 return (false, pfn);
@@ -111,7 +113,7 @@ public sealed partial class Kernel
         if (!noApf && refusal is not null && refusal != "disabled" && ApfEnabled(vcpu) && Current.MajFlt != majBefore)
         {
             ApfCounters.SyncFallbacks++;
-            KvmTrace.Log.kvm_async_pf_sync_fallback(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)gva, refusal);
+            KvmTrace.Log.kvm_async_pf_sync_fallback(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)gva, refusal, Name);
         }
         return (false, synced);
     }
@@ -163,6 +165,7 @@ public sealed partial class Kernel
     /// <summary>gfn_to_pfn on the vCPU thread, telling the CPU when the access needed swap I/O (the task's maj_flt moved).</summary>
     private async SimTask<ulong> GfnToPfnAccounted(KvmVcpu vcpu, ulong gfn)
     {
+        MightSleep();
         long majBefore = Current.MajFlt;
         ulong pfn = await GfnToPfn(vcpu.Kvm, gfn);
         if (vcpu.Thread.MajFlt != majBefore)
@@ -178,6 +181,7 @@ public sealed partial class Kernel
     {
         vcpu.Kvm.Arch.Ept[gfn] = Spte.Make(pfn, writable: true);
         vcpu.Kvm.Arch.SptesInstalled++;
+        KvmTrace.Log.kvm_mmu_set_spte(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)gfn, (long)pfn, Name);
         if (write)
         {
             KvmSetPfnDirty(pfn);
@@ -226,6 +230,7 @@ public sealed partial class Kernel
     private void ZapSpte(Kvm kvm, ulong spte)
     {
         kvm.Arch.SptesZapped++;
+        KvmTrace.Log.kvm_mmu_zap_spte(TraceRunId, kvm.Id, -1, Now, (long)Spte.Pfn(spte), Spte.Writable(spte), Name);
         if (Spte.Writable(spte))
         {
             KvmSetPfnDirty(Spte.Pfn(spte));

@@ -16,6 +16,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/paging_tmpl.h", "paging64_walk_addr")]
     private async SimTask<GuestWalker> Paging64WalkAddr(KvmVcpu vcpu, ulong addr, bool write, bool user, ulong cr3)
     {
+        MightSleep();
         uint error = (write ? (uint)PfErr.Write : 0) | (user ? (uint)PfErr.User : 0);
         ulong table = cr3 & Pgtable.PTE_PFN_MASK;
         for (int level = 3; level >= 0; level--)
@@ -39,6 +40,7 @@ public sealed partial class Kernel
     [Port("virt/kvm/kvm_main.c", "kvm_read_guest")]
     private async SimTask<ulong> KvmReadGuestU64(KvmVcpu vcpu, ulong gpa)
     {
+        MightSleep();
         ulong pfn = await GfnToPfnAccounted(vcpu, gpa >> Pgtable.PAGE_SHIFT);
         return pfn == BadPfn ? 0 : Ram!.ReadU64((pfn << Pgtable.PAGE_SHIFT) | (gpa & (Pgtable.PAGE_SIZE - 1)));
     }
@@ -52,6 +54,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/paging_tmpl.h", "paging64_page_fault", Patches = [0, 8, 9])]
     private async SimTask<int> Paging64PageFault(KvmVcpu vcpu, ulong addr, uint errorCode, ulong cr3, bool prefault)
     {
+        MightSleep();
         bool write = (errorCode & (uint)PfErr.Write) != 0;
         bool user = (errorCode & (uint)PfErr.User) != 0;
         ulong directBase = vcpu.Cpu.DirectMapBase;
@@ -117,6 +120,7 @@ public sealed partial class Kernel
             }
         }
         arch.SptesInstalled++;
+        KvmTrace.Log.kvm_mmu_set_spte(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)gfn, (long)pfn, Name);
         if (write)
         {
             KvmSetPfnDirty(pfn);

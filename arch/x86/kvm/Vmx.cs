@@ -10,7 +10,9 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/vmx.c", "vmx_vcpu_run")]
     private async SimTask<VmExit> VmxVcpuRun(KvmVcpu vcpu, EventInjection? injection)
     {
+        MightSleep();
         long hostNs = vcpu.Thread.HostWorkNs;
+        KvmTrace.Log.kvm_entry(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, injection?.Vector ?? -1, hostNs, Name);
         vcpu.Thread.HostWorkNs = 0;
         var exit = await vcpu.Cpu.Enter(hostNs, injection);
         Current = vcpu.Thread;
@@ -43,6 +45,8 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/vmx.c", "vmx_handle_exit")]
     private async SimTask<int> VmxHandleExit(KvmVcpu vcpu, VmExit exit)
     {
+        MightSleep();
+        KvmTrace.Log.kvm_exit(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, exit.Reason, (long)(exit.Reason == ExitReason.EptViolation ? exit.GuestPhysical : exit.GuestLinear), exit.Cpl, Name);
         switch (exit.Reason)
         {
             case ExitReason.EptViolation:
@@ -67,7 +71,10 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/vmx.c", "handle_ept_violation")]
     private async SimTask<int> HandleEptViolation(KvmVcpu vcpu, VmExit exit)
     {
+        MightSleep();
+        KvmTrace.Log.kvm_page_fault(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)exit.GuestPhysical, (int)exit.ErrorCode, Name);
         int r = await KvmMmuPageFault(vcpu, exit.GuestPhysical, exit.ErrorCode);
+        KvmTrace.Log.kvm_page_fault_done(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)exit.GuestPhysical, r, Name);
         return r < 0 ? r : 1;
     }
 
@@ -75,7 +82,10 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/vmx.c", "handle_exception")]
     private async SimTask<int> HandleException(KvmVcpu vcpu, VmExit exit)
     {
+        MightSleep();
+        KvmTrace.Log.kvm_page_fault(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)exit.GuestLinear, (int)exit.ErrorCode, Name);
         int r = await KvmMmuPageFault(vcpu, exit.GuestLinear, exit.ErrorCode);
+        KvmTrace.Log.kvm_page_fault_done(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)exit.GuestLinear, r, Name);
         return r < 0 ? r : 1;
     }
 

@@ -62,6 +62,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/x86.c", "vcpu_enter_guest")]
     private async SimTask<int> VcpuEnterGuest(KvmVcpu vcpu)
     {
+        MightSleep();
         KvmInjectApicTimerIrqs(vcpu);
         var injection = InjectPendingEvent(vcpu);
         var exit = await VmxVcpuRun(vcpu, injection);
@@ -254,7 +255,8 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/x86.c", "kvm_arch_inject_async_page_not_present", Patches = [8])]
     private async SimTask KvmArchAsyncPageNotPresent(KvmVcpu vcpu, KvmAsyncPf work)
     {
-        KvmTrace.Log.kvm_async_pf_not_present(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, work.Token, (long)work.Gva);
+        MightSleep();
+        KvmTrace.Log.kvm_async_pf_not_present(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, work.Token, (long)work.Gva, Name);
         if (work.Halt)
         {
             vcpu.Arch.ApfHalted = true;
@@ -263,6 +265,7 @@ public sealed partial class Kernel
         if (await ApfPutUser(vcpu, ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT) == 0)
         {
             ApfCounters.NotPresent++;
+            KvmTrace.Log.kvm_async_pf_inject(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, KvmTrace.ReasonNotPresent, work.Token, Name);
             work.NotPresentInjected = true;
             KvmInjectPageFault(vcpu, work.Token, 0);
         }
@@ -277,8 +280,9 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/x86.c", "kvm_arch_inject_async_page_present", Patches = [8])]
     private async SimTask KvmArchAsyncPagePresent(KvmVcpu vcpu, KvmAsyncPf work)
     {
+        MightSleep();
         uint token = work.WakeupAll ? ApfAbi.WakeAllToken : work.Token;
-        KvmTrace.Log.kvm_async_pf_ready(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, token, (long)work.Gva);
+        KvmTrace.Log.kvm_async_pf_ready(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, token, (long)work.Gva, Name);
         vcpu.Arch.ApfHalted = false;
         if ((work.WakeupAll || work.NotPresentInjected) && ApfEnabled(vcpu) && await ApfPutUser(vcpu, ApfAbi.KVM_PV_REASON_PAGE_READY) == 0)
         {
@@ -290,6 +294,7 @@ public sealed partial class Kernel
             {
                 ApfCounters.PageReady++;
             }
+            KvmTrace.Log.kvm_async_pf_inject(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, KvmTrace.ReasonPageReady, token, Name);
             KvmInjectPageFault(vcpu, token, 0);
         }
     }
@@ -306,6 +311,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/x86.c", "kvm_arch_async_page_ready", Patches = [9])]
     private async SimTask KvmArchAsyncPageReady(KvmVcpu vcpu, KvmAsyncPf work)
     {
+        MightSleep();
         PrefaultsBeforeEntry++;
         if (vcpu.Kvm.Arch.TdpEnabled)
         {

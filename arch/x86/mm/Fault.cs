@@ -16,6 +16,7 @@ public sealed partial class Kernel
         {
             return;
         }
+        MightSleep();
         ulong address = cpu.Cr2;
         var tsk = Current;
         var mm = tsk.Mm ?? throw new InvalidOperationException($"{Name}: kernel page fault at {address:x} in {tsk}");
