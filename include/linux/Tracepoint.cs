@@ -1,0 +1,258 @@
+using System.Diagnostics.Tracing;
+
+namespace Linux;
+
+// include/linux/tracepoint.h: what every tracepoint of the port shares. A TRACE_EVENT becomes
+// an [Event] method of an EventSource (include/trace/events/*.cs); EventSources are process-wide,
+// so each event says whose it is: it starts with the run, the VM (-1: none), the vCPU (-1: none)
+// and the virtual time, and ends with the kernel instance ("host" or "guest"), after the
+// TRACE_EVENT's own fields (so the fields a fixture reads by position keep their places).
+// Tracing never changes the simulation: an event reads its arguments and nothing else.
+public sealed partial class Kernel
+{
+    /// <summary>
+    /// The VM this kernel instance runs in, as its host numbers it (<c>kvm->id</c>), or -1 for a
+    /// host; only tracepoints read it. The VMM sets it once it has created the VM, as it sets
+    /// <see cref="TraceRunId"/>: a guest has no way to know it.
+    /// </summary>
+    public int TraceVmId { get; set; } = -1;
+}
+
+/// <summary>
+/// The base of the port's tracepoint sources: writers for the payload shapes the events use,
+/// built on <see cref="EventSource.WriteEventCore"/> with <see cref="EventSource.EventData"/> on the
+/// stack (no <c>object[]</c>, no boxing). Every payload is (RunId, VmId, VcpuId, TimeNs, the
+/// event's fields..., Kernel); a <c>bool</c> field travels as a 4-byte int, as EventSource encodes
+/// it. Callers check <see cref="EventSource.IsEnabled(EventLevel, EventKeywords)"/> first.
+/// </summary>
+public abstract class TracepointSource : EventSource
+{
+    /// <summary>Fields before an event's own: RunId, VmId, VcpuId, TimeNs.</summary>
+    public const int HeaderFields = 4;
+
+    protected TracepointSource()
+    {
+    }
+
+    [NonEvent]
+    private static unsafe void Header(EventData* d, long* runId, int* vmId, int* vcpuId, long* timeNs)
+    {
+        d[0] = new EventData { DataPointer = (IntPtr)runId, Size = sizeof(long) };
+        d[1] = new EventData { DataPointer = (IntPtr)vmId, Size = sizeof(int) };
+        d[2] = new EventData { DataPointer = (IntPtr)vcpuId, Size = sizeof(int) };
+        d[3] = new EventData { DataPointer = (IntPtr)timeNs, Size = sizeof(long) };
+    }
+
+    [NonEvent]
+    private static unsafe EventData Field(long* p) => new() { DataPointer = (IntPtr)p, Size = sizeof(long) };
+
+    [NonEvent]
+    private static unsafe EventData Field(int* p) => new() { DataPointer = (IntPtr)p, Size = sizeof(int) };
+
+    [NonEvent]
+    private static unsafe EventData Field(char* p, string s) => new() { DataPointer = (IntPtr)p, Size = (s.Length + 1) * sizeof(char) };
+
+    /// <summary>The header and the kernel alone.</summary>
+    [NonEvent]
+    protected unsafe void WriteHeader(int eventId, long runId, int vmId, int vcpuId, long timeNs, string kernel)
+    {
+        kernel ??= "";
+        fixed (char* k = kernel)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 1];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 1, d);
+        }
+    }
+
+    /// <summary>Header, long, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteL(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, string kernel)
+    {
+        kernel ??= "";
+        fixed (char* k = kernel)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 2];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 2, d);
+        }
+    }
+
+    /// <summary>Header, int, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteI(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string kernel)
+    {
+        kernel ??= "";
+        fixed (char* k = kernel)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 2];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 2, d);
+        }
+    }
+
+    /// <summary>Header, long, long, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteLL(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, long b, string kernel)
+    {
+        kernel ??= "";
+        fixed (char* k = kernel)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 3];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(&b);
+            d[6] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 3, d);
+        }
+    }
+
+    /// <summary>Header, long, int (a bool as 0 or 1), kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteLI(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, int b, string kernel)
+    {
+        kernel ??= "";
+        fixed (char* k = kernel)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 3];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(&b);
+            d[6] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 3, d);
+        }
+    }
+
+    /// <summary>Header, int, long, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteIL(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, long b, string kernel)
+    {
+        kernel ??= "";
+        fixed (char* k = kernel)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 3];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(&b);
+            d[6] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 3, d);
+        }
+    }
+
+    /// <summary>Header, long, string, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteLS(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, string b, string kernel)
+    {
+        kernel ??= "";
+        b ??= "";
+        fixed (char* k = kernel, pb = b)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 3];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(pb, b);
+            d[6] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 3, d);
+        }
+    }
+
+    /// <summary>Header, int, string, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteIS(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, string kernel)
+    {
+        kernel ??= "";
+        b ??= "";
+        fixed (char* k = kernel, pb = b)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 3];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(pb, b);
+            d[6] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 3, d);
+        }
+    }
+
+    /// <summary>Header, int, string, int, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteISI(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, int c, string kernel)
+    {
+        kernel ??= "";
+        b ??= "";
+        fixed (char* k = kernel, pb = b)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 4];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(pb, b);
+            d[6] = Field(&c);
+            d[7] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 4, d);
+        }
+    }
+
+    /// <summary>Header, int, string, long, int, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteISLI(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, long c, int e, string kernel)
+    {
+        kernel ??= "";
+        b ??= "";
+        fixed (char* k = kernel, pb = b)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 5];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(pb, b);
+            d[6] = Field(&c);
+            d[7] = Field(&e);
+            d[8] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 5, d);
+        }
+    }
+
+    /// <summary>Header, int, string, int, int, string, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteISIIS(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, int c, int e, string f, string kernel)
+    {
+        kernel ??= "";
+        b ??= "";
+        f ??= "";
+        fixed (char* k = kernel, pb = b, pf = f)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 6];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(&a);
+            d[5] = Field(pb, b);
+            d[6] = Field(&c);
+            d[7] = Field(&e);
+            d[8] = Field(pf, f);
+            d[9] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 6, d);
+        }
+    }
+
+    /// <summary>Header, string, int, long, long, long, kernel.</summary>
+    [NonEvent]
+    protected unsafe void WriteSILLL(int eventId, long runId, int vmId, int vcpuId, long timeNs, string a, int b, long c, long e, long f, string kernel)
+    {
+        kernel ??= "";
+        a ??= "";
+        fixed (char* k = kernel, pa = a)
+        {
+            EventData* d = stackalloc EventData[HeaderFields + 6];
+            Header(d, &runId, &vmId, &vcpuId, &timeNs);
+            d[4] = Field(pa, a);
+            d[5] = Field(&b);
+            d[6] = Field(&c);
+            d[7] = Field(&e);
+            d[8] = Field(&f);
+            d[9] = Field(k, kernel);
+            WriteEventCore(eventId, HeaderFields + 6, d);
+        }
+    }
+}
