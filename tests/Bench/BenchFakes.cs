@@ -14,9 +14,13 @@ public sealed class FakeRunner
 
     public List<BenchConfig> Calls { get; } = [];
 
-    public BenchResult Run(BenchConfig config, IProgress<double>? progress)
+    /// <summary>The options of each call, in order.</summary>
+    public List<RunOptions> Options { get; } = [];
+
+    public BenchResult Run(BenchConfig config, IProgress<double>? progress, RunOptions options)
     {
         Calls.Add(config);
+        Options.Add(options);
         progress?.Report(0.5);
         if (ThrowAlways != null)
         {

@@ -2,8 +2,8 @@ using KvmApf.Vmm;
 
 namespace KvmApf.Bench;
 
-/// <summary>Runs one simulation; <see cref="BenchRunner.Run"/> in the program, a stand-in in tests.</summary>
-public delegate BenchResult BenchRun(BenchConfig config, IProgress<double>? progress);
+/// <summary>Runs one simulation; <see cref="BenchRunner.Run(BenchConfig, IProgress{double}?, RunOptions)"/> in the program, a stand-in in tests.</summary>
+public delegate BenchResult BenchRun(BenchConfig config, IProgress<double>? progress, RunOptions options);
 
 /// <summary>
 /// apf-bench's commands (bench-contract.md). Exit codes: 0 done, 1 the simulation failed, 2 bad input
@@ -36,7 +36,18 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
             {
                 OutputFile.CheckWritable(path);
             }
-            return inv.Command == Command.Run ? RunOne(inv) : RunOffAndOn(inv);
+            if (inv.TracePath is { } trace)
+            {
+                OutputFile.CheckWritable(trace, "--trace");
+            }
+            if (inv.TimelinePath is { } timeline)
+            {
+                OutputFile.CheckWritable(timeline, "--timeline");
+            }
+            using var observers = new Observers(inv);
+            int code = inv.Command == Command.Run ? RunOne(inv) : RunOffAndOn(inv);
+            observers.Finish();
+            return code;
         }
         catch (BadInputException e)
         {
@@ -110,7 +121,7 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
         ConsoleProgress? progress = show ? new ConsoleProgress(stderr, label) : null;
         try
         {
-            return runner(config, progress);
+            return runner(config, progress, new RunOptions { Pace = inv.Pace });
         }
         catch (NotSupportedException e)
         {
@@ -139,4 +150,27 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
     }
 
     private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+
+    /// <summary>
+    /// What watches the runs through their tracepoints: the <c>--trace</c> session (started first,
+    /// so that it is on before anything else listens) and the <c>--timeline</c> listener. Their files
+    /// appear on <see cref="Finish"/>; without it (a failed run) none is left.
+    /// </summary>
+    private sealed class Observers(Invocation inv) : IDisposable
+    {
+        private readonly TraceCapture? _trace = inv.TracePath is { } path ? TraceCapture.Start(path) : null;
+        private readonly TimelineRecorder? _timeline = inv.TimelinePath is { } path ? new TimelineRecorder(path) : null;
+
+        public void Finish()
+        {
+            _timeline?.Finish();
+            _trace?.Finish();
+        }
+
+        public void Dispose()
+        {
+            _timeline?.Dispose();
+            _trace?.Dispose();
+        }
+    }
 }

@@ -15,7 +15,17 @@ public enum Command
 
 /// <summary>A parsed command line. <see cref="JsonPath"/> is null without <c>--json</c>, "-" for standard output;
 /// <see cref="Progress"/> is null unless <c>--progress</c> or <c>--no-progress</c> was given.</summary>
-public sealed record Invocation(Command Command, BenchConfig Config, string? JsonPath = null, bool? Progress = null);
+public sealed record Invocation(Command Command, BenchConfig Config, string? JsonPath = null, bool? Progress = null)
+{
+    /// <summary><c>--trace FILE</c>: the run's events as a <c>.nettrace</c> (an in-process EventPipe session), or null.</summary>
+    public string? TracePath { get; init; }
+
+    /// <summary><c>--timeline FILE</c>: Chrome trace-event JSON of the run for Perfetto, or null.</summary>
+    public string? TimelinePath { get; init; }
+
+    /// <summary><c>--pace FACTOR</c>: simulated seconds per wall-clock second; 0 (the default) runs as fast as it can.</summary>
+    public double Pace { get; init; }
+}
 
 /// <summary>Bad input (bench-contract.md): reported as one line, <c>apf-bench: MESSAGE</c>, exit code 2.</summary>
 public sealed class BadInputException(string message) : Exception(message)
@@ -101,8 +111,14 @@ public static class CommandLine
                 "--seed" => inv with { Config = c with { Seed = ParseSeed(value("N")) } },
                 "--paging" => inv with { Config = c with { Paging = ParsePaging(value("tdp or shadow")) } },
                 "--apf" => inv with { Config = c with { Apf = ParseOnOff(value("on or off")) } },
+                "--abi" => inv with { Config = c with { Abi = ParseAbi(value("v3 or merged")) } },
+                "--apf-per-vcpu" => inv with { Config = c with { ApfPerVcpu = ParseInt(value("N")) } },
+                "--guest-preempt" => inv with { Config = c with { GuestPreempt = ParseOnOff(value("on or off")) } },
                 "--cost" => inv with { Config = c with { Costs = Costs.Apply(c.Costs, value("NAME=VALUE")) } },
                 "--json" => inv with { JsonPath = ParsePath(value("FILE or -")) },
+                "--trace" => inv with { TracePath = ParseFile(value("FILE")) },
+                "--timeline" => inv with { TimelinePath = ParseFile(value("FILE")) },
+                "--pace" => inv with { Pace = ParsePace(value("FACTOR")) },
                 "--progress" => inv with { Progress = flag() },
                 "--no-progress" => inv with { Progress = !flag() },
                 _ => throw BadInputException.For(name, "unknown option (see --help)"),
@@ -143,6 +159,16 @@ public static class CommandLine
         _ => throw new FormatException($"'{text}' is not on or off"),
     };
 
+    private static string ParseAbi(string text) => text is "v3" or "merged" ? text : throw new FormatException($"'{text}' is not v3 or merged");
+
+    private static string ParseFile(string text) =>
+        text.Length > 0 && text != "-" ? text : throw new FormatException("give a file name");
+
+    private static double ParsePace(string text) =>
+        double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double pace) && pace > 0 && double.IsFinite(pace)
+            ? pace
+            : throw new FormatException($"'{text}' is not a positive number");
+
     private static string ParsePath(string text) =>
         text.Length > 0 ? text : throw new FormatException("empty file name (give a file, or - for standard output)");
 
@@ -173,10 +199,17 @@ public static class CommandLine
                   --seed N                the run's seed, unsigned 64-bit ({d.Seed})
                   --paging tdp|shadow     EPT or shadow paging (tdp)
                   --apf on|off            async page faults ({(d.Apf ? "on" : "off")})
+                  --abi v3|merged         the async PF ABI: v3's MSR 0x4b564d00 and feature bit 3, or the merged 0x4b564d02 and bit 4 ({d.Abi})
+                  --apf-per-vcpu N        outstanding async faults per vCPU before faults go synchronous, 1 to 4096 ({d.ApfPerVcpu})
+                  --guest-preempt on|off  a preemptible guest kernel, which takes async PF in kernel mode too ({(d.GuestPreempt ? "on" : "off")})
                   --cost NAME=VALUE       set a value of the cost model, repeatable; NAME is one of
                                           {string.Join(",\n                          ", CostNameLines())}
                   --json FILE|-           write the JSON (run: schema {JsonReport.RunSchema}, compare: {JsonReport.CompareSchema});
                                           - writes it to standard output, and nothing else goes there
+                  --trace FILE            write the run's tracepoints to FILE (.nettrace; read it with kvm-stat)
+                  --timeline FILE         write a timeline of vCPUs and guest tasks to FILE (Chrome trace-event JSON; open it in Perfetto)
+                  --pace FACTOR           tie simulated time to wall time: FACTOR simulated seconds per second (1: real time), to watch
+                                          a run with dotnet-counters or kvm-stat --pid; the results do not change
                   --progress              show progress on standard error (default: when both outputs are a terminal)
                   --no-progress           never show progress
 

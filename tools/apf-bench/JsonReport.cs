@@ -131,6 +131,9 @@ public static class JsonReport
         w.WriteNumber("seed", c.Seed);
         w.WriteString("paging", c.Paging == PagingMode.Shadow ? "shadow" : "tdp");
         w.WriteBoolean("apf", c.Apf);
+        w.WriteString("abi", c.Abi);
+        w.WriteNumber("apf_per_vcpu", c.ApfPerVcpu);
+        w.WriteBoolean("guest_preempt", c.GuestPreempt);
         WriteCosts(w, c.Costs);
         w.WriteEndObject();
     }

@@ -24,6 +24,10 @@ public static class TextReport
         o.WriteLine($"apf-bench run: async PF {(c.Apf ? "on" : "off")}, {(c.Paging == PagingMode.Shadow ? "shadow" : "tdp")} paging, seed {c.Seed}");
         o.WriteLine($"  guest: {c.Vcpus} vCPUs, {Sizes.FormatSize(c.GuestMemBytes)} memory, cgroup limit {Sizes.FormatSize(c.MemLimitBytes)}");
         o.WriteLine($"  bm: -f {c.FaultThreads} -w {c.WorkThreads} -m {Sizes.FormatSize(c.ArrayBytes)} -t {Sizes.FormatTime(c.DurationNs)}");
+        if (c.Apf)
+        {
+            o.WriteLine($"  async PF: abi {c.Abi}, {c.ApfPerVcpu} per vCPU, guest preempt {(c.GuestPreempt ? "on" : "off")}");
+        }
         o.WriteLine($"  costs: {(changed.Length == 0 ? "defaults" : changed)}");
         o.WriteLine();
         WriteVcpus(o, r);

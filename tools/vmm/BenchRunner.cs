@@ -5,6 +5,13 @@ using Linux;
 
 namespace KvmApf.Vmm;
 
+/// <summary>How a run is watched (none of it changes what the run computes).</summary>
+public sealed record RunOptions
+{
+    /// <summary>Simulated seconds per wall-clock second (1: real time); 0 runs as fast as it can.</summary>
+    public double Pace { get; init; }
+}
+
 /// <summary>Runs the slides' benchmark in a freshly built machine.</summary>
 public static class BenchRunner
 {
@@ -21,16 +28,28 @@ public static class BenchRunner
     /// that <see cref="BenchConfig.Validate"/> rejects, <see cref="NotSupportedException"/> for
     /// what this build cannot run yet.
     /// </summary>
-    public static BenchResult Run(BenchConfig config, IProgress<double>? progress = null)
+    public static BenchResult Run(BenchConfig config, IProgress<double>? progress = null) => Run(config, progress, new RunOptions());
+
+    /// <summary>
+    /// <see cref="Run(BenchConfig, IProgress{double}?)"/> with <paramref name="options"/> that change
+    /// how the run is watched, never what it computes: pacing (<see cref="RunOptions.Pace"/>) sleeps
+    /// between slices of <see cref="EventLoop.Run"/>, outside the model. The machine's figures are
+    /// <see cref="MachineMetrics"/> instruments while it runs, and the VMM's trace events
+    /// (<see cref="VmmTrace"/>) mark the run and its measured interval.
+    /// </summary>
+    public static BenchResult Run(BenchConfig config, IProgress<double>? progress, RunOptions options)
     {
         ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(options);
         if (config.Validate() is { } problem)
         {
             throw new ArgumentException($"{problem.Option}: {problem.Message}", nameof(config));
         }
         var wall = Stopwatch.StartNew();
         var m = new Machine(config);
+        VmmTrace.Log.Run(m);
         var window = new Window(m);
+        using var metrics = new MachineMetrics(m, () => window.StartNs < 0 ? 0 : Math.Clamp((m.Loop.Now - window.StartNs) / (double)config.DurationNs, 0, 1));
         var workers = new List<WorkerResult>();
         bool done = false;
         m.Console.LineWritten = line =>
@@ -47,13 +66,14 @@ public static class BenchRunner
             }
             else if (line.StartsWith("total:", StringComparison.Ordinal))
             {
+                VmmTrace.Log.RunDone(m, workers.Sum(w => w.Counter));
                 done = true;
                 m.StopVcpus();
                 m.Loop.Stop();
             }
         };
         m.Start();
-        const long Slice = 1_000_000_000;
+        long slice = options.Pace > 0 ? PacedSliceNs : SliceNs;
         while (!done)
         {
             long limit = window.StartNs >= 0 ? window.StartNs + config.DurationNs + BootBudgetNs : BootBudgetNs;
@@ -61,7 +81,7 @@ public static class BenchRunner
             {
                 throw new InvalidOperationException($"the guest did not finish: simulated time {m.Loop.Now} ns, console: {string.Join(" | ", m.Console.Lines)}");
             }
-            bool more = m.Loop.Run(m.Loop.Now + Slice);
+            bool more = m.Loop.Run(m.Loop.Now + slice);
             if (!more && !done)
             {
                 throw new InvalidOperationException("the machine went idle before bm finished");
@@ -70,9 +90,29 @@ public static class BenchRunner
             {
                 progress?.Report(Math.Clamp((m.Loop.Now - window.StartNs) / (double)config.DurationNs, 0, 1));
             }
+            if (options.Pace > 0)
+            {
+                KeepPace(wall, m.Loop.Now, options.Pace);
+            }
         }
         wall.Stop();
         return window.Result(workers, new SimResult(m.Loop.EventsProcessed, m.Loop.Now, wall.ElapsedMilliseconds));
+    }
+
+    /// <summary>Simulated time one <see cref="EventLoop.Run"/> call may advance.</summary>
+    private const long SliceNs = 1_000_000_000;
+
+    /// <summary>The slice of a paced run: short enough that time moves smoothly for a watcher.</summary>
+    private const long PacedSliceNs = 10_000_000;
+
+    /// <summary>Sleeps until wall time catches up with <paramref name="simNs"/> at <paramref name="pace"/> simulated seconds per second.</summary>
+    private static void KeepPace(Stopwatch wall, long simNs, double pace)
+    {
+        double aheadMs = (simNs / 1e6 / pace) - wall.Elapsed.TotalMilliseconds;
+        if (aheadMs >= 1)
+        {
+            Thread.Sleep(TimeSpan.FromMilliseconds(Math.Min(aheadMs, 1000)));
+        }
     }
 
     /// <summary>The measured interval: snapshots at bm's "start" and <c>duration</c> later.</summary>
@@ -101,6 +141,7 @@ public static class BenchRunner
 
         public void Begin()
         {
+            VmmTrace.Log.MeasureBegin(m);
             StartNs = m.Loop.Now;
             _vcpuStart = SnapshotVcpus();
             _ctxStart = SnapshotContexts();
@@ -112,6 +153,7 @@ public static class BenchRunner
 
         public void End()
         {
+            VmmTrace.Log.MeasureEnd(m);
             _vcpuEnd = SnapshotVcpus();
             _ctxEnd = SnapshotContexts();
             _hostEnd = SnapshotHost();

@@ -104,6 +104,7 @@ public sealed class Machine
         ulong ramBytes = (ulong)Config.GuestMemBytes;
         Kernel.DoMmapAnonymous(VmmMm, GuestRamHva, ramBytes, write: true);
         Vm = Host.KvmCreateVm(VmmMm, Config.Paging == PagingMode.Tdp);
+        Guest.TraceVmId = Vm.Id; // for the guest's tracepoints: a guest cannot know its VM
         if (Host.KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
         {
             throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
