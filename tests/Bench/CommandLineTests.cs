@@ -33,6 +33,16 @@ public sealed class CommandLineTests
         new TestCaseData(new[] { "run", "--json", "" }, "--json: empty file name"),
         new TestCaseData(new[] { "run", "--progress=yes" }, "--progress: takes no value"),
         new TestCaseData(new[] { "compare", "--vcpus=x" }, "--vcpus: 'x' is not an integer"),
+        new TestCaseData(new[] { "run", "--abi", "v5" }, "--abi: 'v5' is not v3 or merged"),
+        new TestCaseData(new[] { "run", "--apf-per-vcpu", "0" }, "--apf-per-vcpu: must be between 1 and 4096"),
+        new TestCaseData(new[] { "run", "--apf-per-vcpu", "many" }, "--apf-per-vcpu: 'many' is not an integer"),
+        new TestCaseData(new[] { "run", "--guest-preempt", "yes" }, "--guest-preempt: 'yes' is not on or off"),
+        new TestCaseData(new[] { "run", "--pace", "0" }, "--pace: '0' is not a positive number"),
+        new TestCaseData(new[] { "run", "--pace", "fast" }, "--pace: 'fast' is not a positive number"),
+        new TestCaseData(new[] { "run", "--trace", "-" }, "--trace: give a file name"),
+        new TestCaseData(new[] { "run", "--timeline=" }, "--timeline: give a file name"),
+        new TestCaseData(new[] { "run", "--trace", "/nonexistent-dir/x.nettrace" }, "--trace: cannot write '/nonexistent-dir/x.nettrace'"),
+        new TestCaseData(new[] { "run", "--timeline", "/nonexistent-dir/t.json" }, "--timeline: cannot write '/nonexistent-dir/t.json'"),
     ];
 
     private static readonly TestCaseData[] UnknownOrMissing =
@@ -80,6 +90,32 @@ public sealed class CommandLineTests
             ArrayBytes = 512 * BenchConfig.MiB, DurationNs = 5_000_000, Seed = ulong.MaxValue, Paging = PagingMode.Shadow, Apf = true,
         };
         Assert.That(inv, Is.EqualTo(new Invocation(Command.Run, expected, "-", Progress: false)));
+    }
+
+    [Test]
+    public void Parse_AsyncPfOptions_SetConfig()
+    {
+        Invocation inv = CommandLine.Parse(["run", "--abi", "merged", "--apf-per-vcpu=8", "--guest-preempt", "on"]);
+        Assert.That(inv.Config, Is.EqualTo(new BenchConfig { Abi = "merged", ApfPerVcpu = 8, GuestPreempt = true }));
+    }
+
+    [Test]
+    public void Parse_ObservingOptions_SetInvocationNotConfig()
+    {
+        Invocation inv = CommandLine.Parse(["run", "--trace", "run.nettrace", "--timeline=run.json", "--pace", "0.5"]);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That((inv.TracePath, inv.TimelinePath, inv.Pace), Is.EqualTo(("run.nettrace", "run.json", 0.5)));
+            Assert.That(inv.Config, Is.EqualTo(new BenchConfig()), "watching a run is not part of what it computes");
+        }
+    }
+
+    [Test]
+    public void Main_Pace_ReachesTheRunner()
+    {
+        var runner = new FakeRunner();
+        AppHarness.Invoke(runner.Run, "run", "--pace", "2");
+        Assert.That(runner.Options.Select(o => o.Pace), Is.EqualTo(new[] { 2.0 }));
     }
 
     [Test]
