@@ -59,7 +59,7 @@ public sealed partial class Kernel
 
     /// <summary>Removes the slot that starts at <paramref name="guestPhysAddr"/> (a zero-sized KVM_SET_USER_MEMORY_REGION).</summary>
     [Port("virt/kvm/kvm_main.c", "kvm_delete_memory_region", Patches = [0, 7])]
-    public static int KvmDeleteMemoryRegion(Kvm kvm, ulong guestPhysAddr)
+    public int KvmDeleteMemoryRegion(Kvm kvm, ulong guestPhysAddr)
     {
         ArgumentNullException.ThrowIfNull(kvm);
         int removed = kvm.Memslots.RemoveAll(s => s.BaseGfn == guestPhysAddr >> Pgtable.PAGE_SHIFT);
@@ -68,6 +68,7 @@ public sealed partial class Kernel
             return -Errno.EINVAL;
         }
         kvm.MemslotVersion++;
+        KvmArchFlushShadow(kvm);
         return 0;
     }
 

@@ -225,6 +225,26 @@ public sealed partial class Kernel
         return zapped;
     }
 
+    /// <summary>
+    /// kvm_arch_flush_shadow() → kvm_mmu_zap_all(): drops every spte of the VM (a memory slot went
+    /// away, so no translation through it may survive), then flushes every vCPU's TLB.
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_arch_flush_shadow")]
+    public void KvmArchFlushShadow(Kvm kvm)
+    {
+        ArgumentNullException.ThrowIfNull(kvm);
+        var arch = kvm.Arch;
+        foreach (ulong spte in arch.Ept.Values.Concat(arch.ShadowDirect.Values).Concat(arch.Shadow.Values))
+        {
+            ZapSpte(kvm, spte);
+        }
+        arch.Ept.Clear();
+        arch.ShadowDirect.Clear();
+        arch.Shadow.Clear();
+        arch.ShadowRmap.Clear();
+        KvmFlushRemoteTlbs(kvm);
+    }
+
     /// <summary>rmap_remove(): a writable spte marks the page dirty (2010's EPT had no dirty bit).</summary>
     [Port("arch/x86/kvm/mmu.c", "rmap_remove")]
     private void ZapSpte(Kvm kvm, ulong spte)
