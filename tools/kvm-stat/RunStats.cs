@@ -98,6 +98,10 @@ public sealed class RunStats
         }
         _lastNs = Math.Max(_lastNs, t);
         _allCounts[name] = _allCounts.GetValueOrDefault(name) + 1;
+        if (_wholeTrace && name is "vmm_run" or "vmm_measure_begin" or "vmm_measure_end")
+        {
+            _windowCounts[name] = _windowCounts.GetValueOrDefault(name) + 1;
+        }
         switch (name)
         {
             case "vmm_run":

@@ -75,6 +75,7 @@ public static class TraceBenchApp
         var c = new List<(double Wall, double Cpu)>();
         long events = 0;
         long fileBytes = 0;
+        var sessionSeconds = new List<double>();
         string dir = Path.Combine(Path.GetTempPath(), "trace-bench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         Directory.CreateDirectory(dir);
         try
@@ -90,9 +91,13 @@ public static class TraceBenchApp
             }
             (double, double) Capture(BenchConfig cfg) => Timed(() =>
             {
+                var watch = Stopwatch.StartNew();
                 using var capture = TraceCapture.Start(file);
+                double started = watch.Elapsed.TotalSeconds;
                 BenchRunner.Run(cfg);
+                double ran = watch.Elapsed.TotalSeconds;
                 fileBytes = capture.Finish();
+                sessionSeconds.Add(started + (watch.Elapsed.TotalSeconds - ran));
             });
             // Warm-up: every path once on a short run, so that no round pays for the JIT.
             var warm = config with { DurationNs = Math.Min(config.DurationNs, 1_000_000_000) };
@@ -130,6 +135,7 @@ public static class TraceBenchApp
         o.WriteLine($"(a) no listener:               wall median {F(ma, 3)} s [{All(a)}], CPU median {F(ca, 3)} s");
         o.WriteLine($"(b) in-process EventListener:  wall median {F(mb, 3)} s [{All(b)}], CPU median {F(cb, 3)} s; (b)/(a) = {F(mb / ma, 3)} wall, {F(cb / ca, 3)} CPU (target <= 1.3)");
         o.WriteLine($"(c) .nettrace capture:         wall median {F(mc, 3)} s [{All(c)}], CPU median {F(cc, 3)} s; (c)/(a) = {F(mc / ma, 3)} wall, {F(cc / ca, 3)} CPU (target <= 1.3)");
+        o.WriteLine($"    of which starting the session and draining it into the file after the run: median {F(Median(sessionSeconds.Skip(1)), 3)} s");
         o.WriteLine($"events per run: {events}; .nettrace {F(fileBytes / 1048576.0, 1)} MiB ({F(fileBytes / (double)Math.Max(1, events), 1)} bytes per event)");
         o.WriteLine($"events written per second with capture on: {F(events / mc, 0)} (per wall second of (c))");
         o.WriteLine($"disabled tracepoints over a run: {events} events x {F(worstDisabled, 2)} ns = {F(disabledSeconds * 1e3, 1)} ms, "
