@@ -120,7 +120,7 @@ public sealed class AppTests
     [Test]
     public void Main_Run_EndsWithBmLines()
     {
-        (int code, string stdout, _) = AppHarness.Invoke("run", "--work-threads", "3");
+        (int code, string stdout, _) = AppHarness.Invoke("run", "--work-threads", "3", "--apf", "off");
         Assert.That(AppHarness.Lines(stdout)[^4..], Is.EqualTo(new[] { "worker 0: 1000", "worker 1: 1001", "worker 2: 1002", "total: 3003" }));
         Assert.That(code, Is.EqualTo(App.ExitOk));
     }
@@ -135,7 +135,7 @@ public sealed class AppTests
             Assert.That(code, Is.EqualTo(App.ExitOk));
             Assert.That(runner.Calls.Select(c => c.Apf), Is.EqualTo(new[] { false, true }));
             Assert.That(runner.Calls[1], Is.EqualTo(runner.Calls[0] with { Apf = true }));
-            Assert.That(runner.Calls[0], Is.EqualTo(new BenchConfig()));
+            Assert.That(runner.Calls[0], Is.EqualTo(new BenchConfig() with { Apf = false }));
         }
     }
 

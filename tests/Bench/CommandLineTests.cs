@@ -37,6 +37,8 @@ public sealed class CommandLineTests
         new TestCaseData(new[] { "run", "--apf-per-vcpu", "0" }, "--apf-per-vcpu: must be between 1 and 4096"),
         new TestCaseData(new[] { "run", "--apf-per-vcpu", "many" }, "--apf-per-vcpu: 'many' is not an integer"),
         new TestCaseData(new[] { "run", "--guest-preempt", "yes" }, "--guest-preempt: 'yes' is not on or off"),
+        new TestCaseData(new[] { "run", "--guest-pv", "1" }, "--guest-pv: '1' is not on or off"),
+        new TestCaseData(new[] { "run", "--apf-halt" }, "--apf-halt: missing value (on or off)"),
         new TestCaseData(new[] { "run", "--pace", "0" }, "--pace: '0' is not a positive number"),
         new TestCaseData(new[] { "run", "--pace", "fast" }, "--pace: 'fast' is not a positive number"),
         new TestCaseData(new[] { "run", "--trace", "-" }, "--trace: give a file name"),
@@ -95,8 +97,8 @@ public sealed class CommandLineTests
     [Test]
     public void Parse_AsyncPfOptions_SetConfig()
     {
-        Invocation inv = CommandLine.Parse(["run", "--abi", "merged", "--apf-per-vcpu=8", "--guest-preempt", "on"]);
-        Assert.That(inv.Config, Is.EqualTo(new BenchConfig { Abi = "merged", ApfPerVcpu = 8, GuestPreempt = true }));
+        Invocation inv = CommandLine.Parse(["run", "--abi", "merged", "--apf-per-vcpu=8", "--guest-preempt", "on", "--guest-pv", "off", "--apf-halt", "on"]);
+        Assert.That(inv.Config, Is.EqualTo(new BenchConfig { Abi = "merged", ApfPerVcpu = 8, GuestPreempt = true, GuestPv = false, ApfHalt = true }));
     }
 
     [Test]

@@ -15,7 +15,7 @@ public sealed class JsonReportTests
     private static readonly string[] ConfigKeys =
     [
         "vcpus", "guest_mem_bytes", "mem_limit_bytes", "fault_threads", "work_threads", "array_bytes", "duration_ns", "seed",
-        "paging", "apf", "abi", "apf_per_vcpu", "guest_preempt", "costs",
+        "paging", "apf", "abi", "apf_per_vcpu", "guest_preempt", "guest_pv", "apf_halt", "costs",
     ];
 
     private static readonly TestCaseData[] Configs =

@@ -114,6 +114,8 @@ public static class CommandLine
                 "--abi" => inv with { Config = c with { Abi = ParseAbi(value("v3 or merged")) } },
                 "--apf-per-vcpu" => inv with { Config = c with { ApfPerVcpu = ParseInt(value("N")) } },
                 "--guest-preempt" => inv with { Config = c with { GuestPreempt = ParseOnOff(value("on or off")) } },
+                "--guest-pv" => inv with { Config = c with { GuestPv = ParseOnOff(value("on or off")) } },
+                "--apf-halt" => inv with { Config = c with { ApfHalt = ParseOnOff(value("on or off")) } },
                 "--cost" => inv with { Config = c with { Costs = Costs.Apply(c.Costs, value("NAME=VALUE")) } },
                 "--json" => inv with { JsonPath = ParsePath(value("FILE or -")) },
                 "--trace" => inv with { TracePath = ParseFile(value("FILE")) },
@@ -202,6 +204,8 @@ public static class CommandLine
                   --abi v3|merged         the async PF ABI: v3's MSR 0x4b564d00 and feature bit 3, or the merged 0x4b564d02 and bit 4 ({d.Abi})
                   --apf-per-vcpu N        outstanding async faults per vCPU before faults go synchronous, 1 to 4096 ({d.ApfPerVcpu})
                   --guest-preempt on|off  a preemptible guest kernel, which takes async PF in kernel mode too ({(d.GuestPreempt ? "on" : "off")})
+                  --guest-pv on|off       a paravirtual guest that enables async PF; off is a non-PV guest ({(d.GuestPv ? "on" : "off")})
+                  --apf-halt on|off       halt the vCPU for a fault the guest cannot be told of, instead of stalling it ({(d.ApfHalt ? "on" : "off")})
                   --cost NAME=VALUE       set a value of the cost model, repeatable; NAME is one of
                                           {string.Join(",\n                          ", CostNameLines())}
                   --json FILE|-           write the JSON (run: schema {JsonReport.RunSchema}, compare: {JsonReport.CompareSchema});

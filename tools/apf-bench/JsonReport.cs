@@ -134,6 +134,8 @@ public static class JsonReport
         w.WriteString("abi", c.Abi);
         w.WriteNumber("apf_per_vcpu", c.ApfPerVcpu);
         w.WriteBoolean("guest_preempt", c.GuestPreempt);
+        w.WriteBoolean("guest_pv", c.GuestPv);
+        w.WriteBoolean("apf_halt", c.ApfHalt);
         WriteCosts(w, c.Costs);
         w.WriteEndObject();
     }

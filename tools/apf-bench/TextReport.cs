@@ -26,7 +26,8 @@ public static class TextReport
         o.WriteLine($"  bm: -f {c.FaultThreads} -w {c.WorkThreads} -m {Sizes.FormatSize(c.ArrayBytes)} -t {Sizes.FormatTime(c.DurationNs)}");
         if (c.Apf)
         {
-            o.WriteLine($"  async PF: abi {c.Abi}, {c.ApfPerVcpu} per vCPU, guest preempt {(c.GuestPreempt ? "on" : "off")}");
+            o.WriteLine($"  async PF: abi {c.Abi}, {c.ApfPerVcpu} per vCPU, guest preempt {(c.GuestPreempt ? "on" : "off")}, "
+                + $"guest {(c.GuestPv ? "PV" : "non-PV")}, halt variant {(c.ApfHalt ? "on" : "off")}");
         }
         o.WriteLine($"  costs: {(changed.Length == 0 ? "defaults" : changed)}");
         o.WriteLine();

@@ -27,8 +27,8 @@ public sealed record BenchConfig
     public long DurationNs { get; init; } = 60_000_000_000;
     public ulong Seed { get; init; } = 1;
     public PagingMode Paging { get; init; } = PagingMode.Tdp;
-    /// <summary>Async PF: the series' host with a PV guest that enables it. False until the series is in.</summary>
-    public bool Apf { get; init; }
+    /// <summary>Async PF: the series' host with a PV guest that enables it (on, as bench-contract.md says once the series is in).</summary>
+    public bool Apf { get; init; } = true;
     public CostModel Costs { get; init; } = new();
 
     /// <summary>The async PF ABI profile both kernels are built with: "v3" (0x4b564d00, feature 3) or "merged" (0x4b564d02, feature 4).</summary>

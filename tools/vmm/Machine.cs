@@ -157,11 +157,10 @@ public sealed class Machine
     }
 }
 
-/// <summary>Run ids for tracepoints: distinct per machine in a process, the same sequence in every process.</summary>
+/// <summary>Run ids for tracepoints: distinct per machine in a process (machines may be built on several threads). Not in the JSON.</summary>
 internal static class RunIds
 {
-    [ThreadStatic]
     private static long s_next;
 
-    public static long Next() => ++s_next;
+    public static long Next() => Interlocked.Increment(ref s_next);
 }
