@@ -9,10 +9,10 @@ public sealed class KvmTaskSleepNode(uint token, int cpu)
 
     public int Cpu { get; } = cpu;
 
-    /// <summary>The waiter's mm; null marks a dummy entry (the page-ready came before the not-present).</summary>
+    /// <summary>The waiter's mm (Linux takes a reference on active_mm; the idle task's may be null here).</summary>
     public MmStruct? Mm { get; init; }
 
-    /// <summary>The waiter, for a real entry.</summary>
+    /// <summary>The waiter; null marks a dummy entry (the page-ready came before the not-present).</summary>
     public TaskStruct? Task { get; init; }
 
     /// <summary>The waiter could not sleep and halts its CPU instead (patch 10).</summary>
@@ -259,7 +259,7 @@ public sealed partial class Kernel
     {
         b.List.Remove(n);
         n.Hashed = false;
-        if (n.Mm is null)
+        if (n.Task is null)
         {
             return; // a dummy: nobody to wake
         }

@@ -28,7 +28,19 @@ public sealed partial class Kernel
     internal void KvmSetupSecondaryClock(X86Cpu cpu) => KvmRegisterClock(cpu);
 
     /// <summary>kvmclock_init(): uses kvmclock when the host offers it (patch 1 no longer installs the boot-CPU hook here).</summary>
+    /// <remarks>
+    /// Unlike Linux, which registers the boot CPU here ("boot clock") and again in
+    /// kvm_smp_prepare_boot_cpu ("primary cpu clock"), the port registers it once: here only
+    /// when the kernel has no KVM guest support, whose boot-CPU hook (kvm.c since patch 1) does it.
+    /// </remarks>
     [Port("arch/x86/kernel/kvmclock.c", "kvmclock_init", Patches = [0, 1])]
-    internal bool KvmclockInit(X86Cpu cpu) =>
-        (cpu.Cpuid(KvmPara.KVM_CPUID_FEATURES) & (1u << KvmPara.KVM_FEATURE_CLOCKSOURCE)) != 0;
+    internal bool KvmclockInit(X86Cpu cpu)
+    {
+        bool available = (cpu.Cpuid(KvmPara.KVM_CPUID_FEATURES) & (1u << KvmPara.KVM_FEATURE_CLOCKSOURCE)) != 0;
+        if (available && !Config.CONFIG_KVM_GUEST)
+        {
+            KvmRegisterClock(cpu);
+        }
+        return available;
+    }
 }
