@@ -56,7 +56,7 @@ public sealed partial class Kernel
         KvmGuestInit(cpu);
         SmpPrepareBootCpu(cpu);
         _bootCpuDone = true;
-        SetupApicTimer(cpu);
+        SetupAPICTimer(cpu);
         Init = DoFork("init", await MmAlloc(idle.Context), init);
         await CpuIdle(idle);
     }

@@ -16,7 +16,7 @@ public sealed partial class Kernel
         var p = AllocTask(comm, mm);
         if (p.Context is not null)
         {
-            p.KernelStack = AllocKernelStack();
+            p.KernelStack = AllocThreadInfo();
             RetFromFork(p, fn).Forget();
         }
         WakeUpNewTask(p);
@@ -63,5 +63,5 @@ public sealed partial class Kernel
 
     /// <summary>alloc_thread_info(): a kernel stack page in the kernel's reservation.</summary>
     [Port("kernel/fork.c", "alloc_thread_info")]
-    private ulong AllocKernelStack() => _nextStack++ << Pgtable.PAGE_SHIFT;
+    private ulong AllocThreadInfo() => _nextStack++ << Pgtable.PAGE_SHIFT;
 }

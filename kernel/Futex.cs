@@ -31,7 +31,7 @@ public sealed partial class Kernel
     public int FutexWake(object key, int nrWake)
     {
         ArgumentNullException.ThrowIfNull(key);
-        return WakeUp(FutexQueue(key), nrWake);
+        return __WakeUp(FutexQueue(key), nrWake);
     }
 
     private WaitQueueHead FutexQueue(object key)

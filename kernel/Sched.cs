@@ -82,7 +82,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>__might_sleep(): sleeping here would be a bug if the caller is atomic.</summary>
-    [Port("kernel/sched.c", "__might_sleep")]
+    [Port("include/linux/kernel.h", "might_sleep")]
     public void MightSleep()
     {
         if (PreemptCount != 0 || HardirqCount != 0)
@@ -115,7 +115,7 @@ public sealed partial class Kernel
         {
             return; // a host thread starts on its own CPU: the caller runs its function directly
         }
-        int cpu = SelectTaskRqFork(p);
+        int cpu = SelectTaskRqFair(p);
         p.Cpu = cpu;
         var rq = Runqueues[cpu];
         TaskForkFair(rq, p);
@@ -129,7 +129,7 @@ public sealed partial class Kernel
     /// that last ran there (sleeping ones included), then to the lowest number.
     /// </summary>
     [Port("kernel/sched_fair.c", "select_task_rq_fair")]
-    private int SelectTaskRqFork(TaskStruct p)
+    private int SelectTaskRqFair(TaskStruct p)
     {
         int best = 0;
         long bestLoad = long.MaxValue;
@@ -287,11 +287,11 @@ public sealed partial class Kernel
         p.NeedResched = true;
         if (_current is { } me && me.Cpu != p.Cpu)
         {
-            SmpSendReschedule(me.Cpu, p.Cpu);
+            NativeSmpSendReschedule(me.Cpu, p.Cpu);
         }
         else if (_current is null)
         {
-            SmpSendReschedule(-1, p.Cpu);
+            NativeSmpSendReschedule(-1, p.Cpu);
         }
     }
 
@@ -321,7 +321,7 @@ public sealed partial class Kernel
     /// balances every tick, a busy one every 32 ticks (2.6.32's busy_factor of 32 on a 1-tick
     /// balance interval).
     /// </summary>
-    [Port("kernel/sched.c", "rebalance_domains")]
+    [Port("kernel/sched.c", "trigger_load_balance")]
     private void TriggerLoadBalance(Rq rq)
     {
         long ticks = Jiffies;

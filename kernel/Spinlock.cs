@@ -14,7 +14,7 @@ public sealed class Spinlock(Kernel kernel, string name)
 
     public bool IsLocked => _held;
 
-    [Port("kernel/spinlock.c", "_spin_lock")]
+    [Port("include/linux/spinlock.h", "spin_lock")]
     public void Lock()
     {
         if (_held)
@@ -25,7 +25,7 @@ public sealed class Spinlock(Kernel kernel, string name)
         kernel.PreemptCount++;
     }
 
-    [Port("kernel/spinlock.c", "_spin_unlock")]
+    [Port("include/linux/spinlock.h", "spin_unlock")]
     public void Unlock()
     {
         if (!_held)

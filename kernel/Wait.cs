@@ -38,7 +38,7 @@ public sealed partial class Kernel
     /// exclusive ones (0 = all); each woken entry is removed (autoremove_wake_function).
     /// </summary>
     [Port("kernel/sched.c", "__wake_up")]
-    public int WakeUp(WaitQueueHead q, int nrExclusive = 1)
+    public int __WakeUp(WaitQueueHead q, int nrExclusive = 1)
     {
         ArgumentNullException.ThrowIfNull(q);
         int woken = 0;

@@ -28,7 +28,7 @@ public sealed partial class Kernel
 
     /// <summary>schedule_work() → queue_work(system_wq): false if the work was already pending.</summary>
     [Port("kernel/workqueue.c", "queue_work")]
-    public bool ScheduleWork(WorkStruct work)
+    public bool QueueWork(WorkStruct work)
     {
         ArgumentNullException.ThrowIfNull(work);
         if (work.Pending)
@@ -50,7 +50,7 @@ public sealed partial class Kernel
 
     /// <summary>cancel_work_sync() for an item no worker has picked up yet: true if it was pending and is now dropped.</summary>
     [Port("kernel/workqueue.c", "cancel_work_sync")]
-    public bool CancelWork(WorkStruct work)
+    public bool CancelWorkSync(WorkStruct work)
     {
         ArgumentNullException.ThrowIfNull(work);
         if (!work.Pending)

@@ -18,7 +18,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>lock_page() → __lock_page(): sleeps until the page lock is free and takes it.</summary>
-    [Port("mm/filemap.c", "__lock_page")]
+    [Port("include/linux/pagemap.h", "lock_page")]
     public async SimTask LockPage(Page page)
     {
         MightSleep();
@@ -37,7 +37,7 @@ public sealed partial class Kernel
         {
             throw new InvalidOperationException($"{Name}: unlock of unlocked {page}");
         }
-        WakeUp(page.Wait, nrExclusive: 0);
+        __WakeUp(page.Wait, nrExclusive: 0);
     }
 
     /// <summary>end_page_writeback().</summary>
@@ -46,6 +46,6 @@ public sealed partial class Kernel
     {
         ArgumentNullException.ThrowIfNull(page);
         page.Clear(PageFlags.PG_writeback);
-        WakeUp(page.Wait, nrExclusive: 0);
+        __WakeUp(page.Wait, nrExclusive: 0);
     }
 }

@@ -39,7 +39,7 @@ public sealed partial class Kernel
     /// the next writeback completion instead, and never invokes the OOM killer).
     /// </summary>
     [Port("mm/memcontrol.c", "mem_cgroup_charge_common")]
-    public async SimTask MemCgroupCharge(Page page, MemCgroup mem)
+    public async SimTask MemCgroupChargeCommon(Page page, MemCgroup mem)
     {
         ArgumentNullException.ThrowIfNull(page);
         ArgumentNullException.ThrowIfNull(mem);
@@ -65,7 +65,7 @@ public sealed partial class Kernel
     /// writes it starts) to the synchronous path.
     /// </summary>
     [Port("mm/memcontrol.c", "mem_cgroup_try_charge_swapin", Patches = [6])]
-    public static bool MemCgroupTryCharge(Page page, MemCgroup mem)
+    public static bool MemCgroupTryChargeSwapin(Page page, MemCgroup mem)
     {
         ArgumentNullException.ThrowIfNull(page);
         ArgumentNullException.ThrowIfNull(mem);
@@ -81,7 +81,7 @@ public sealed partial class Kernel
 
     /// <summary>mem_cgroup_uncharge_page(): the page is freed.</summary>
     [Port("mm/memcontrol.c", "mem_cgroup_uncharge_page")]
-    public void MemCgroupUncharge(Page page)
+    public void MemCgroupUnchargePage(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
         if (page.MemCgroup is not { } mem)
@@ -92,13 +92,13 @@ public sealed partial class Kernel
         page.MemCgroup = null;
         if (_writebackWait.Active)
         {
-            WakeUp(_writebackWait, nrExclusive: 0);
+            __WakeUp(_writebackWait, nrExclusive: 0);
         }
     }
 
     /// <summary>Puts a new page at the head of its cgroup's LRU (lru_cache_add_lru).</summary>
     [Port("mm/swap.c", "lru_cache_add_lru")]
-    public static void LruCacheAdd(Page page)
+    public static void LruCacheAddLru(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
         if (page.MemCgroup is not { } mem || page.LruNode is not null)

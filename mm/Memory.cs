@@ -63,15 +63,15 @@ public sealed partial class Kernel
         {
             if ((flags & VmFault.FAULT_FLAG_MINOR) != 0)
             {
-                if (!MemCgroupTryCharge(page, mem))
+                if (!MemCgroupTryChargeSwapin(page, mem))
                 {
-                    FreePage(page);
+                    __FreePage(page);
                     return VmFault.VM_FAULT_MAJOR | VmFault.VM_FAULT_ERROR; // would wait for writeback
                 }
             }
             else
             {
-                await MemCgroupCharge(page, mem);
+                await MemCgroupChargeCommon(page, mem);
             }
         }
         await ClearUserHighpage(page);
@@ -79,14 +79,14 @@ public sealed partial class Kernel
         if (!Pgtable.PteNone(await mm.PageTable.ReadPte(address)))
         {
             // Someone else mapped it while we slept.
-            MemCgroupUncharge(page);
-            FreePage(page);
+            MemCgroupUnchargePage(page);
+            __FreePage(page);
             return 0;
         }
         await mm.PageTable.WritePte(address, Pgtable.MkPte(page.Pfn, vma.Write));
         _ = flags;
         PageAddAnonRmap(page, mm, address);
-        LruCacheAdd(page);
+        LruCacheAddLru(page);
         MarkPageAccessed(page);
         return 0;
     }
@@ -175,7 +175,7 @@ public sealed partial class Kernel
     /// get_user_pages() → __get_user_pages() for one page: faults it in as needed, sleeping on
     /// I/O, and counts the task's major and minor faults.
     /// </summary>
-    [Port("mm/memory.c", "__get_user_pages", Patches = [0, 6])]
+    [Port("mm/memory.c", "get_user_pages", Patches = [0, 6])]
     public async SimTask<Page?> GetUserPages(TaskStruct tsk, MmStruct mm, ulong start, bool write, bool minorOnly = false)
     {
         ArgumentNullException.ThrowIfNull(tsk);

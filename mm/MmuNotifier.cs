@@ -11,7 +11,7 @@ public sealed partial class Kernel
     }
 
     [Port("mm/mmu_notifier.c", "__mmu_notifier_invalidate_page")]
-    public static void MmuNotifierInvalidatePage(MmStruct mm, ulong address)
+    public static void __MmuNotifierInvalidatePage(MmStruct mm, ulong address)
     {
         foreach (var mn in mm.MmuNotifiers)
         {
@@ -20,7 +20,7 @@ public sealed partial class Kernel
     }
 
     [Port("mm/mmu_notifier.c", "__mmu_notifier_clear_flush_young")]
-    public static bool MmuNotifierClearFlushYoung(MmStruct mm, ulong address)
+    public static bool __MmuNotifierClearFlushYoung(MmStruct mm, ulong address)
     {
         bool young = false;
         foreach (var mn in mm.MmuNotifiers)

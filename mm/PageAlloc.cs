@@ -21,7 +21,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>alloc_page(): a free frame, or null when memory is exhausted.</summary>
-    [Port("mm/page_alloc.c", "alloc_pages_node")]
+    [Port("include/linux/gfp.h", "alloc_page")]
     public Page? AllocPage()
     {
         ulong pfn;
@@ -43,8 +43,8 @@ public sealed partial class Kernel
     }
 
     /// <summary>__free_pages(): returns the frame, dropping any content it held.</summary>
-    [Port("mm/page_alloc.c", "__free_pages")]
-    public void FreePage(Page page)
+    [Port("include/linux/gfp.h", "__free_page")]
+    public void __FreePage(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
         if (!_memMap.Remove(page.Pfn))

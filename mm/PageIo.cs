@@ -78,27 +78,40 @@ public sealed partial class Kernel
         SwapDevice!.Submit(new DiskRequest((long)bio.Pages[0].Private.Offset, bio.Pages.Count, bio.Write, bio));
     }
 
-    /// <summary>end_swap_bio_write() / end_swap_bio_read().</summary>
-    [Port("mm/page_io.c", "end_swap_bio_write")]
+    /// <summary>bio->bi_end_io: the request finished.</summary>
     internal void BioEndIo(Bio bio)
     {
         foreach (var page in bio.Pages)
         {
             if (bio.Write)
             {
-                PswpOut++;
-                EndPageWriteback(page);
-                ReclaimWrittenPage(page);
+                EndSwapBioWrite(page);
             }
             else
             {
-                PswpIn++;
-                Ram?.PutFrame(page.Pfn, CopyOf(SwapDevice!.ReadContent((long)page.Private.Offset)));
-                page.Set(PageFlags.PG_uptodate);
-                UnlockPage(page);
-                KvmTrace.Log.mm_swap_read_done(TraceRunId, TraceVmId, -1, Now, (long)page.Private.Offset, (long)page.Pfn, Name);
+                EndSwapBioRead(page);
             }
         }
+    }
+
+    /// <summary>end_swap_bio_write(): writeback is over; a page reclaim wrote is freed if nobody mapped it meanwhile.</summary>
+    [Port("mm/page_io.c", "end_swap_bio_write")]
+    private void EndSwapBioWrite(Page page)
+    {
+        PswpOut++;
+        EndPageWriteback(page);
+        RotateReclaimablePage(page);
+    }
+
+    /// <summary>end_swap_bio_read(): the page is up to date and unlocked, which wakes whoever waits for it.</summary>
+    [Port("mm/page_io.c", "end_swap_bio_read")]
+    private void EndSwapBioRead(Page page)
+    {
+        PswpIn++;
+        Ram?.PutFrame(page.Pfn, CopyOf(SwapDevice!.ReadContent((long)page.Private.Offset)));
+        page.Set(PageFlags.PG_uptodate);
+        UnlockPage(page);
+        KvmTrace.Log.mm_swap_read_done(TraceRunId, TraceVmId, -1, Now, (long)page.Private.Offset, (long)page.Pfn, Name);
     }
 
     private byte[]? CopyFrame(ulong pfn)

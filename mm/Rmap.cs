@@ -31,7 +31,7 @@ public sealed partial class Kernel
             mm.PageTable.PokePte(page.Index, pte & ~Pgtable._PAGE_ACCESSED);
             young = true;
         }
-        young |= MmuNotifierClearFlushYoung(mm, page.Index);
+        young |= __MmuNotifierClearFlushYoung(mm, page.Index);
         return young;
     }
 
@@ -40,7 +40,7 @@ public sealed partial class Kernel
     /// (KVM zaps its spte and flushes the TLB), and moves the PTE's dirty bit to the page.
     /// </summary>
     [Port("mm/rmap.c", "try_to_unmap_one")]
-    public void TryToUnmap(Page page)
+    public void TryToUnmapOne(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
         if (page.Mapcount == 0 || page.Mapping is not { } mm)
@@ -54,7 +54,7 @@ public sealed partial class Kernel
         }
         // ptep_clear_flush_notify()
         mm.PageTable.PokePte(page.Index, 0);
-        MmuNotifierInvalidatePage(mm, page.Index);
+        __MmuNotifierInvalidatePage(mm, page.Index);
         if ((pte & Pgtable._PAGE_DIRTY) != 0)
         {
             page.Set(PageFlags.PG_dirty);

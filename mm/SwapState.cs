@@ -73,19 +73,19 @@ public sealed partial class Kernel
             }
             if (mem is not null)
             {
-                await MemCgroupCharge(page, mem);
+                await MemCgroupChargeCommon(page, mem);
             }
             if (LookupSwapCache(entry) is not null)
             {
                 // Raced with another reader while charging.
-                MemCgroupUncharge(page);
-                FreePage(page);
+                MemCgroupUnchargePage(page);
+                __FreePage(page);
                 continue;
             }
             page.Set(PageFlags.PG_locked);
             SwapDuplicate(entry);
             AddToSwapCache(page, entry);
-            LruCacheAdd(page);
+            LruCacheAddLru(page);
             SwapReadpage(page);
             return page;
         }

@@ -23,7 +23,7 @@ public sealed partial class Kernel
 
     /// <summary>sys_swapon(): uses the kernel's swap device.</summary>
     [Port("mm/swapfile.c", "sys_swapon")]
-    public void SwapOn(long pages)
+    public void SysSwapon(long pages)
     {
         if (SwapDevice is null)
         {

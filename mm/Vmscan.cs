@@ -38,7 +38,7 @@ public sealed partial class Kernel
         {
             scanned++;
             var page = node.Value;
-            switch (ShrinkPage(page))
+            switch (ShrinkPageList(page))
             {
                 case ShrinkResult.Freed:
                     reclaimed++;
@@ -70,7 +70,7 @@ public sealed partial class Kernel
 
     /// <summary>shrink_page_list() for one page.</summary>
     [Port("mm/vmscan.c", "shrink_page_list")]
-    private ShrinkResult ShrinkPage(Page page)
+    private ShrinkResult ShrinkPageList(Page page)
     {
         if (page.Test(PageFlags.PG_locked) || page.Test(PageFlags.PG_writeback))
         {
@@ -84,7 +84,7 @@ public sealed partial class Kernel
         {
             return ShrinkResult.Kept; // swap is full
         }
-        TryToUnmap(page);
+        TryToUnmapOne(page);
         if (page.Mapcount > 0)
         {
             return ShrinkResult.Kept;
@@ -96,13 +96,13 @@ public sealed partial class Kernel
             SwapWritepage(page);
             return ShrinkResult.WritebackStarted;
         }
-        RemoveMapping(page);
+        __RemoveMapping(page);
         return ShrinkResult.Freed;
     }
 
     /// <summary>__remove_mapping() and the free: the page leaves the swap cache, the LRU and the cgroup.</summary>
     [Port("mm/vmscan.c", "__remove_mapping")]
-    private void RemoveMapping(Page page)
+    private void __RemoveMapping(Page page)
     {
         if (page.MemCgroup is { } mem)
         {
@@ -110,15 +110,15 @@ public sealed partial class Kernel
         }
         DeleteFromSwapCache(page);
         DelPageFromLru(page);
-        MemCgroupUncharge(page);
+        MemCgroupUnchargePage(page);
         page.Mapping = null;
-        FreePage(page);
+        __FreePage(page);
         PgSteal++;
     }
 
     /// <summary>rotate_reclaimable_page(): a page whose reclaim write finished is freed if nobody mapped it meanwhile.</summary>
     [Port("mm/swap.c", "rotate_reclaimable_page")]
-    private void ReclaimWrittenPage(Page page)
+    private void RotateReclaimablePage(Page page)
     {
         if (!page.TestClear(PageFlags.PG_reclaim))
         {
@@ -126,7 +126,7 @@ public sealed partial class Kernel
         }
         if (page.Mapcount == 0 && !page.Test(PageFlags.PG_dirty) && !page.Test(PageFlags.PG_locked) && page.Test(PageFlags.PG_swapcache))
         {
-            RemoveMapping(page);
+            __RemoveMapping(page);
         }
     }
 

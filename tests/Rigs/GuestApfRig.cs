@@ -75,7 +75,7 @@ public sealed class GuestApfRig
             TraceRunId = TraceRunId,
         };
         Host.MemInit(1, ulong.MaxValue);
-        Host.SwapOn(swapBlocks);
+        Host.SysSwapon(swapBlocks);
         if (options.Apf && Host.KvmAsyncPfInit() != 0)
         {
             throw new InvalidOperationException("kvm_async_pf_init failed");
@@ -152,9 +152,9 @@ public sealed class GuestApfRig
     private SimTask VmmMain(TaskStruct self)
     {
         ulong ramBytes = (ulong)Options.GuestMemBytes;
-        Kernel.DoMmapAnonymous(VmmMm, GuestRamHva, ramBytes, write: true);
+        Kernel.DoMmapPgoff(VmmMm, GuestRamHva, ramBytes, write: true);
         Vm = Host.KvmCreateVm(VmmMm, Options.Tdp);
-        if (Host.KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
+        if (Host.__KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
         {
             throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
         }

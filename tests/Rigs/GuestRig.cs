@@ -62,7 +62,7 @@ public sealed class GuestRig
         // The baseline kernel: KVM without async page faults.
         Host = new Kernel(Kconfig.Host with { CONFIG_KVM_ASYNC_PF = false }, Loop, rng.Split("host"), options.Costs, Cpus, Ram, Swap);
         Host.MemInit(1, ulong.MaxValue);
-        Host.SwapOn(swapBlocks);
+        Host.SysSwapon(swapBlocks);
         Guest = new Kernel(Kconfig.Guest, Loop, rng.Split("guest"), options.Costs, Cpus);
         Libc = new Libc(Guest);
         Cgroup = new MemCgroup("rig-vmm", options.MemLimitBytes);
@@ -239,10 +239,10 @@ public sealed class GuestRig
     private SimTask VmmMain(TaskStruct self)
     {
         ulong ramBytes = (ulong)Options.GuestMemBytes;
-        Kernel.DoMmapAnonymous(VmmMm, GuestRamHva, ramBytes, write: true);
+        Kernel.DoMmapPgoff(VmmMm, GuestRamHva, ramBytes, write: true);
         Vm = Host.KvmCreateVm(VmmMm, Options.Tdp);
         Kernel.MmuNotifierRegister(Notifier, VmmMm);
-        if (Host.KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
+        if (Host.__KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
         {
             throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
         }

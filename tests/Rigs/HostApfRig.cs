@@ -104,7 +104,7 @@ public sealed class HostApfRig : IDisposable
             TraceRunId = Interlocked.Increment(ref s_nextRunId),
         };
         Host.MemInit(1, ulong.MaxValue);
-        Host.SwapOn(swapBlocks);
+        Host.SysSwapon(swapBlocks);
         if (o.AsyncPf && Host.KvmAsyncPfInit() != 0)
         {
             throw new InvalidOperationException("kvm_async_pf_init failed");
@@ -367,7 +367,7 @@ public sealed class HostApfRig : IDisposable
             {
                 throw new InvalidOperationException("swap is full");
             }
-            Host.TryToUnmap(page);
+            Host.TryToUnmapOne(page);
             if (page.Mapcount != 0)
             {
                 throw new InvalidOperationException($"{page} is still mapped");
@@ -395,11 +395,11 @@ public sealed class HostApfRig : IDisposable
         ulong ramBytes = (ulong)Options.GuestMemBytes;
         ulong areaGpa = AreaGfn << Pgtable.PAGE_SHIFT;
         ulong dataGpa = areaGpa + Pgtable.PAGE_SIZE;
-        Kernel.DoMmapAnonymous(VmmMm, GuestRamHva, ramBytes, write: true);
+        Kernel.DoMmapPgoff(VmmMm, GuestRamHva, ramBytes, write: true);
         Vm = Host.KvmCreateVm(VmmMm, Options.Tdp);
-        if (Host.KvmSetMemoryRegion(Vm, 0, areaGpa, GuestRamHva) != 0
-            || Host.KvmSetMemoryRegion(Vm, areaGpa, Pgtable.PAGE_SIZE, GuestRamHva + areaGpa) != 0
-            || Host.KvmSetMemoryRegion(Vm, dataGpa, ramBytes - dataGpa, GuestRamHva + dataGpa) != 0)
+        if (Host.__KvmSetMemoryRegion(Vm, 0, areaGpa, GuestRamHva) != 0
+            || Host.__KvmSetMemoryRegion(Vm, areaGpa, Pgtable.PAGE_SIZE, GuestRamHva + areaGpa) != 0
+            || Host.__KvmSetMemoryRegion(Vm, dataGpa, ramBytes - dataGpa, GuestRamHva + dataGpa) != 0)
         {
             throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
         }

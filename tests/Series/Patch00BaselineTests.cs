@@ -166,7 +166,7 @@ public sealed class Patch00BaselineTests
             await ctx.Compute(Ms);
             gfn = r.GfnOf(self, p);
             // An invalidation that leaves the host page in place (as KSM or a mprotect would).
-            Kernel.MmuNotifierInvalidatePage(r.VmmMm, r.HvaOf(gfn));
+            Kernel.__MmuNotifierInvalidatePage(r.VmmMm, r.HvaOf(gfn));
             zapped = !r.SecondaryMapped(gfn);
             presentInHost = Pgtable.PtePresent(r.HostPte(gfn));
             before = PresentProbe.Take(r, ctx);

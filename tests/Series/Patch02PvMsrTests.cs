@@ -33,8 +33,8 @@ public sealed class Patch02PvMsrTests
         using var rig = Booted(abi);
         var vcpu = rig.Vcpus[0];
         ulong value = HostApfRig.AreaGpaOf(0) | ApfAbi.KVM_ASYNC_PF_ENABLED;
-        int set = rig.Host.KvmSetMsr(vcpu, msr, value);
-        int get = rig.Host.KvmGetMsr(vcpu, msr, out ulong read);
+        int set = rig.Host.KvmSetMsrCommon(vcpu, msr, value);
+        int get = rig.Host.KvmGetMsrCommon(vcpu, msr, out ulong read);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(set, Is.Zero, "accepted");
@@ -75,7 +75,7 @@ public sealed class Patch02PvMsrTests
         using var rig = Booted(ApfAbi.V3);
         var vcpu = rig.Vcpus[0];
         ulong value = (HostApfRig.AreaGpaOf(0) + misalignment) | ApfAbi.KVM_ASYNC_PF_ENABLED;
-        int r = rig.Host.KvmSetMsr(vcpu, ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, value);
+        int r = rig.Host.KvmSetMsrCommon(vcpu, ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, value);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(r, Is.Not.Zero, "#GP");
@@ -91,7 +91,7 @@ public sealed class Patch02PvMsrTests
         using var rig = Booted(ApfAbi.V3);
         var vcpu = rig.Vcpus[0];
         ulong beyondRam = (ulong)rig.Options.GuestMemBytes + (16 * Pgtable.PAGE_SIZE);
-        int r = rig.Host.KvmSetMsr(vcpu, ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, beyondRam | ApfAbi.KVM_ASYNC_PF_ENABLED);
+        int r = rig.Host.KvmSetMsrCommon(vcpu, ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, beyondRam | ApfAbi.KVM_ASYNC_PF_ENABLED);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(r, Is.Not.Zero, "#GP: the area has no hva");
@@ -106,8 +106,8 @@ public sealed class Patch02PvMsrTests
         using var rig = Booted(abi);
         var vcpu = rig.Vcpus[0];
         uint other = abi == ApfAbi.V3 ? ApfAbi.Merged.MSR_KVM_ASYNC_PF_EN : ApfAbi.V3.MSR_KVM_ASYNC_PF_EN;
-        int set = rig.Host.KvmSetMsr(vcpu, other, HostApfRig.AreaGpaOf(0) | ApfAbi.KVM_ASYNC_PF_ENABLED);
-        int get = rig.Host.KvmGetMsr(vcpu, other, out _);
+        int set = rig.Host.KvmSetMsrCommon(vcpu, other, HostApfRig.AreaGpaOf(0) | ApfAbi.KVM_ASYNC_PF_ENABLED);
+        int get = rig.Host.KvmGetMsrCommon(vcpu, other, out _);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(other, Is.Not.EqualTo(msr));
@@ -122,7 +122,7 @@ public sealed class Patch02PvMsrTests
     public void KvmSetMsr_HostWithoutAsyncPf_Gp()
     {
         using var rig = Booted(ApfAbi.V3, asyncPf: false);
-        int r = rig.Host.KvmSetMsr(rig.Vcpus[0], ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, HostApfRig.AreaGpaOf(0) | ApfAbi.KVM_ASYNC_PF_ENABLED);
+        int r = rig.Host.KvmSetMsrCommon(rig.Vcpus[0], ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, HostApfRig.AreaGpaOf(0) | ApfAbi.KVM_ASYNC_PF_ENABLED);
         Assert.That(r, Is.Not.Zero, "patch 0's KVM has no such MSR");
     }
 

@@ -22,8 +22,8 @@ public sealed class Patch07MemslotVersionTests
     private static void MoveAreaSlot(HostApfRig rig)
     {
         Assert.That(rig.Host.KvmDeleteMemoryRegion(rig.Vm, AreaSlotGpa), Is.Zero);
-        Kernel.DoMmapAnonymous(rig.VmmMm, NewAreaHva, Pgtable.PAGE_SIZE, write: true);
-        Assert.That(rig.Host.KvmSetMemoryRegion(rig.Vm, AreaSlotGpa, Pgtable.PAGE_SIZE, NewAreaHva), Is.Zero);
+        Kernel.DoMmapPgoff(rig.VmmMm, NewAreaHva, Pgtable.PAGE_SIZE, write: true);
+        Assert.That(rig.Host.__KvmSetMemoryRegion(rig.Vm, AreaSlotGpa, Pgtable.PAGE_SIZE, NewAreaHva), Is.Zero);
     }
 
     [Test]
@@ -136,8 +136,8 @@ public sealed class Patch07MemslotVersionTests
         var sptesBefore = rig.SecondaryPfns(gfn);
         // The VMM replaces the memory of the data slot (as when it remaps RAM).
         Assert.That(rig.Host.KvmDeleteMemoryRegion(rig.Vm, slotGpa), Is.Zero);
-        Kernel.DoMmapAnonymous(rig.VmmMm, newHva, slotBytes, write: true);
-        Assert.That(rig.Host.KvmSetMemoryRegion(rig.Vm, slotGpa, slotBytes, newHva), Is.Zero);
+        Kernel.DoMmapPgoff(rig.VmmMm, newHva, slotBytes, write: true);
+        Assert.That(rig.Host.__KvmSetMemoryRegion(rig.Vm, slotGpa, slotBytes, newHva), Is.Zero);
         moved = true;
         rig.RunUntil(() => done >= 0);
         using (Assert.EnterMultipleScope())

@@ -28,9 +28,9 @@ public sealed class Patch11SendAlwaysBitTests
         var vcpu = rig.Vcpus[0];
         uint msr = rig.Options.Abi.MSR_KVM_ASYNC_PF_EN;
         ulong valid = Area | ApfAbi.KVM_ASYNC_PF_ENABLED | ApfAbi.KVM_ASYNC_PF_SEND_ALWAYS;
-        Assert.That(rig.Host.KvmSetMsr(vcpu, msr, valid), Is.Zero, "precondition: a valid value first");
+        Assert.That(rig.Host.KvmSetMsrCommon(vcpu, msr, valid), Is.Zero, "precondition: a valid value first");
         int queuedBefore = vcpu.AsyncPfQueued;
-        int r = rig.Host.KvmSetMsr(vcpu, msr, Area | ApfAbi.KVM_ASYNC_PF_ENABLED | (1UL << bit));
+        int r = rig.Host.KvmSetMsrCommon(vcpu, msr, Area | ApfAbi.KVM_ASYNC_PF_ENABLED | (1UL << bit));
         using (Assert.EnterMultipleScope())
         {
             Assert.That(r, Is.Not.Zero, "#GP");
@@ -52,7 +52,7 @@ public sealed class Patch11SendAlwaysBitTests
     {
         using var rig = Booted();
         // Bits 6 and up are the area's address: 0x40 moves it by 64 bytes, still inside the area page.
-        int r = rig.Host.KvmSetMsr(rig.Vcpus[0], rig.Options.Abi.MSR_KVM_ASYNC_PF_EN, Area | lowBits);
+        int r = rig.Host.KvmSetMsrCommon(rig.Vcpus[0], rig.Options.Abi.MSR_KVM_ASYNC_PF_EN, Area | lowBits);
         Assert.That(r == 0, Is.EqualTo(accepted), $"0x{lowBits:x} with the final mask 0x3c");
     }
 
@@ -63,8 +63,8 @@ public sealed class Patch11SendAlwaysBitTests
         using var rig = Booted(ApfAbi.Merged);
         var vcpu = rig.Vcpus[0];
         ulong value = Area | ApfAbi.KVM_ASYNC_PF_ENABLED | (sendAlways ? ApfAbi.KVM_ASYNC_PF_SEND_ALWAYS : 0);
-        int r = rig.Host.KvmSetMsr(vcpu, ApfAbi.Merged.MSR_KVM_ASYNC_PF_EN, value);
-        rig.Host.KvmGetMsr(vcpu, ApfAbi.Merged.MSR_KVM_ASYNC_PF_EN, out ulong back);
+        int r = rig.Host.KvmSetMsrCommon(vcpu, ApfAbi.Merged.MSR_KVM_ASYNC_PF_EN, value);
+        rig.Host.KvmGetMsrCommon(vcpu, ApfAbi.Merged.MSR_KVM_ASYNC_PF_EN, out ulong back);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(r, Is.Zero);
@@ -80,9 +80,9 @@ public sealed class Patch11SendAlwaysBitTests
         using var rig = Booted();
         var vcpu = rig.Vcpus[0];
         uint msr = rig.Options.Abi.MSR_KVM_ASYNC_PF_EN;
-        rig.Host.KvmSetMsr(vcpu, msr, Area | ApfAbi.KVM_ASYNC_PF_ENABLED | ApfAbi.KVM_ASYNC_PF_SEND_ALWAYS);
+        rig.Host.KvmSetMsrCommon(vcpu, msr, Area | ApfAbi.KVM_ASYNC_PF_ENABLED | ApfAbi.KVM_ASYNC_PF_SEND_ALWAYS);
         bool afterSendAlways = vcpu.Arch.ApfSendUserOnly;
-        rig.Host.KvmSetMsr(vcpu, msr, Area | ApfAbi.KVM_ASYNC_PF_ENABLED);
+        rig.Host.KvmSetMsrCommon(vcpu, msr, Area | ApfAbi.KVM_ASYNC_PF_ENABLED);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(afterSendAlways, Is.False);

@@ -42,7 +42,7 @@ public sealed class Machine
             TraceRunId = RunIds.Next(),
         };
         Host.MemInit(1, ulong.MaxValue);
-        Host.SwapOn(swapBlocks);
+        Host.SysSwapon(swapBlocks);
         if (config.Apf && Host.KvmAsyncPfInit() != 0)
         {
             throw new InvalidOperationException("kvm_async_pf_init failed");
@@ -96,16 +96,16 @@ public sealed class Machine
     private async SimTask VmmMain(TaskStruct self)
     {
         // The VMM's own memory, charged to the cgroup like everything of the process.
-        Kernel.DoMmapAnonymous(VmmMm, VmmHeapHva, VmmOverheadBytes, write: true);
+        Kernel.DoMmapPgoff(VmmMm, VmmHeapHva, VmmOverheadBytes, write: true);
         for (ulong a = VmmHeapHva; a < VmmHeapHva + VmmOverheadBytes; a += Pgtable.PAGE_SIZE)
         {
             await Host.GetUserPages(self, VmmMm, a, write: true);
         }
         ulong ramBytes = (ulong)Config.GuestMemBytes;
-        Kernel.DoMmapAnonymous(VmmMm, GuestRamHva, ramBytes, write: true);
+        Kernel.DoMmapPgoff(VmmMm, GuestRamHva, ramBytes, write: true);
         Vm = Host.KvmCreateVm(VmmMm, Config.Paging == PagingMode.Tdp);
         Guest.TraceVmId = Vm.Id; // for the guest's tracepoints: a guest cannot know its VM
-        if (Host.KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
+        if (Host.__KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
         {
             throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
         }
@@ -138,11 +138,11 @@ public sealed class Machine
     {
         foreach (var vcpu in Vcpus)
         {
-            var saved = Host.MsrsToSave.Select(msr => (msr, Host.KvmGetMsr(vcpu, msr, out ulong v) == 0 ? v : 0)).ToList();
+            var saved = Host.MsrsToSave.Select(msr => (msr, Host.KvmGetMsrCommon(vcpu, msr, out ulong v) == 0 ? v : 0)).ToList();
             Host.KvmArchVcpuReset(vcpu);
             foreach (var (msr, value) in saved)
             {
-                Host.KvmSetMsr(vcpu, msr, value);
+                Host.KvmSetMsrCommon(vcpu, msr, value);
             }
         }
     }

@@ -77,7 +77,7 @@ public sealed partial class Kernel
         KvmTrace.Log.kvm_async_pf_completed(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, (long)work.Addr, (long)work.Gva, Name);
         if (vcpu.Wq.Active)
         {
-            WakeUp(vcpu.Wq, nrExclusive: 0);
+            __WakeUp(vcpu.Wq, nrExclusive: 0);
         }
     }
 
@@ -128,7 +128,7 @@ public sealed partial class Kernel
         {
             await KvmArchAsyncPageReady(vcpu, work);
         }
-        await KvmArchAsyncPagePresent(vcpu, work);
+        await KvmArchInjectAsyncPagePresent(vcpu, work);
     }
 
     /// <summary>
@@ -154,12 +154,12 @@ public sealed partial class Kernel
             return (false, "bad hva");
         }
         var work = new KvmAsyncPf(vcpu) { Gva = gva, Gfn = gfn, Addr = addr, Token = token, Cr3 = cr3, CreatedNs = Now, Halt = halt };
-        ScheduleWork(new WorkStruct(AsyncPfExecute, work));
+        QueueWork(new WorkStruct(AsyncPfExecute, work));
         vcpu.AsyncPfQueue.Add(work);
         vcpu.AsyncPfQueued++;
         ApfCounters.MaxOutstanding = Math.Max(ApfCounters.MaxOutstanding, vcpu.AsyncPfQueued);
         KvmTrace.Log.kvm_async_pf_queued(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, vcpu.AsyncPfQueued, "setup", Name);
-        await KvmArchAsyncPageNotPresent(vcpu, work);
+        await KvmArchInjectAsyncPageNotPresent(vcpu, work);
         return (true, null);
     }
 

@@ -36,7 +36,7 @@ public sealed partial class Kernel
 
     /// <summary>KVM_SET_USER_MEMORY_REGION → __kvm_set_memory_region(): adds a slot.</summary>
     [Port("virt/kvm/kvm_main.c", "__kvm_set_memory_region")]
-    public int KvmSetMemoryRegion(Kvm kvm, ulong guestPhysAddr, ulong memorySize, ulong userspaceAddr)
+    public int __KvmSetMemoryRegion(Kvm kvm, ulong guestPhysAddr, ulong memorySize, ulong userspaceAddr)
     {
         ArgumentNullException.ThrowIfNull(kvm);
         if ((guestPhysAddr | memorySize | userspaceAddr) % Pgtable.PAGE_SIZE != 0)

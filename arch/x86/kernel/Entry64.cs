@@ -10,7 +10,7 @@ public sealed partial class Kernel
 
     /// <summary>system_call: entry.</summary>
     [Port("arch/x86/kernel/entry_64.S", "system_call")]
-    private async SimTask<TaskStruct> SyscallEnter()
+    private async SimTask<TaskStruct> SystemCall()
     {
         MightSleep();
         var me = Current;
@@ -21,7 +21,7 @@ public sealed partial class Kernel
 
     /// <summary>ret_from_sys_call / sysret_careful: schedule if needed, back to user mode.</summary>
     [Port("arch/x86/kernel/entry_64.S", "sysret_careful")]
-    private async SimTask SyscallExit(TaskStruct me)
+    private async SimTask SysretCareful(TaskStruct me)
     {
         MightSleep();
         if (me.NeedResched)
@@ -36,9 +36,9 @@ public sealed partial class Kernel
     public async SimTask<TaskStruct> SysClone(string comm, Func<TaskStruct, SimTask> fn)
     {
         MightSleep();
-        var me = await SyscallEnter();
+        var me = await SystemCall();
         var child = DoFork(comm, me.Mm, fn);
-        await SyscallExit(me);
+        await SysretCareful(me);
         return child;
     }
 
@@ -47,12 +47,12 @@ public sealed partial class Kernel
     public async SimTask<ulong> SysMmap(ulong length)
     {
         MightSleep();
-        var me = await SyscallEnter();
+        var me = await SystemCall();
         ulong len = (length + Pgtable.PAGE_SIZE - 1) & ~(Pgtable.PAGE_SIZE - 1);
         ulong address = _nextMmap;
         _nextMmap += len + (1UL << 30); // leave a gap between mappings
-        DoMmapAnonymous(me.Mm!, address, len, write: true);
-        await SyscallExit(me);
+        DoMmapPgoff(me.Mm!, address, len, write: true);
+        await SysretCareful(me);
         return address;
     }
 
@@ -61,9 +61,9 @@ public sealed partial class Kernel
     public async SimTask SysWrite(string line)
     {
         MightSleep();
-        var me = await SyscallEnter();
+        var me = await SystemCall();
         Console?.WriteLine(line);
-        await SyscallExit(me);
+        await SysretCareful(me);
     }
 
     /// <summary>nanosleep().</summary>
@@ -71,28 +71,27 @@ public sealed partial class Kernel
     public async SimTask SysNanosleep(long ns)
     {
         MightSleep();
-        var me = await SyscallEnter();
+        var me = await SystemCall();
         await DoNanosleep(ns);
-        await SyscallExit(me);
+        await SysretCareful(me);
     }
 
     /// <summary>futex(FUTEX_WAIT).</summary>
-    [Port("kernel/futex.c", "sys_futex")]
     public async SimTask SysFutexWait(object key, Func<bool> valueUnchanged)
     {
         MightSleep();
-        var me = await SyscallEnter();
+        var me = await SystemCall();
         await FutexWait(key, valueUnchanged);
-        await SyscallExit(me);
+        await SysretCareful(me);
     }
 
     /// <summary>futex(FUTEX_WAKE).</summary>
     public async SimTask<int> SysFutexWake(object key, int nrWake)
     {
         MightSleep();
-        var me = await SyscallEnter();
+        var me = await SystemCall();
         int woken = FutexWake(key, nrWake);
-        await SyscallExit(me);
+        await SysretCareful(me);
         return woken;
     }
 }

@@ -184,7 +184,7 @@ public sealed partial class Kernel
 
     /// <summary>_find_apf_task().</summary>
     [Port("arch/x86/kernel/kvm.c", "_find_apf_task", Patches = [4])]
-    private static KvmTaskSleepNode? FindApfTask(KvmTaskSleepHead b, uint token) => b.List.Find(n => n.Token == token);
+    private static KvmTaskSleepNode? _FindApfTask(KvmTaskSleepHead b, uint token) => b.List.Find(n => n.Token == token);
 
     /// <summary>
     /// kvm_async_pf_task_wait() (patches 4 and 10): the current task waits until the page behind
@@ -199,7 +199,7 @@ public sealed partial class Kernel
         var b = _asyncPfSleepers![Hash32(token, KVM_TASK_SLEEP_HASHBITS)];
         b.Lock.Lock();
         bool cannotSleep = me.IsIdle || PreemptCount > 1;
-        var e = FindApfTask(b, token);
+        var e = _FindApfTask(b, token);
         if (e is not null)
         {
             b.List.Remove(e);
@@ -265,11 +265,11 @@ public sealed partial class Kernel
         }
         if (n.Halted)
         {
-            SmpSendReschedule(SmpProcessorId, n.Cpu);
+            NativeSmpSendReschedule(SmpProcessorId, n.Cpu);
         }
         else if (n.Wq.Active)
         {
-            WakeUp(n.Wq);
+            __WakeUp(n.Wq);
         }
     }
 
@@ -306,7 +306,7 @@ public sealed partial class Kernel
         }
         var b = _asyncPfSleepers![Hash32(token, KVM_TASK_SLEEP_HASHBITS)];
         b.Lock.Lock();
-        var n = FindApfTask(b, token);
+        var n = _FindApfTask(b, token);
         if (n is null)
         {
             b.List.Add(new KvmTaskSleepNode(token, SmpProcessorId) { Hashed = true });

@@ -38,7 +38,7 @@ public sealed partial class Kernel
         }
         await idle.Context.Touch(ApfReasonGpa(cpu.Id));
         KvmCpuNotify(cpu, online: true);
-        SetupApicTimer(cpu);
+        SetupAPICTimer(cpu);
         await CpuIdle(idle);
     }
 }

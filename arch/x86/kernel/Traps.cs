@@ -5,9 +5,9 @@ namespace Linux;
 /// <summary>The guest's IDT: the gates trap_init and apic_intr_init install, as the CPU sees them.</summary>
 public sealed class GuestIdt(Kernel kernel) : IInterruptDescriptorTable
 {
-    public void DeliverInterrupt(X86Cpu cpu, byte vector) => kernel.DoIrq(cpu, vector);
+    public void DeliverInterrupt(X86Cpu cpu, byte vector) => kernel.DoIRQ(cpu, vector);
 
-    public SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode) => kernel.DoTrap(cpu, vector, errorCode);
+    public SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode) => kernel.PageFault(cpu, vector, errorCode);
 
     public int DeliveryFootprint(X86Cpu cpu, GuestContext ctx, Span<ulong> pages) => kernel.EntryFootprint(cpu, ctx, pages);
 }
@@ -45,7 +45,7 @@ public sealed partial class Kernel
 
     /// <summary>do_IRQ() / the apic interrupt stubs: dispatch, then the return-from-interrupt path.</summary>
     [Port("arch/x86/kernel/irq.c", "do_IRQ")]
-    internal void DoIrq(X86Cpu cpu, byte vector)
+    internal void DoIRQ(X86Cpu cpu, byte vector)
     {
         HardirqCount++;
         switch (vector)
@@ -54,11 +54,11 @@ public sealed partial class Kernel
                 SmpApicTimerInterrupt(cpu);
                 break;
             case IrqVectors.RESCHEDULE_VECTOR:
-                SmpReschedulInterrupt(cpu);
+                SmpRescheduleInterrupt(cpu);
                 break;
         }
         HardirqCount--;
-        RetFromIntr(cpu);
+        RetintCareful(cpu);
     }
 
     /// <summary>
@@ -66,7 +66,7 @@ public sealed partial class Kernel
     /// schedules. The kernel is not preemptible, so an interrupted kernel path is not.
     /// </summary>
     [Port("arch/x86/kernel/entry_64.S", "retint_careful")]
-    private void RetFromIntr(X86Cpu cpu)
+    private void RetintCareful(X86Cpu cpu)
     {
         var rq = Runqueues[cpu.Id];
         var curr = rq.Curr;
@@ -78,7 +78,7 @@ public sealed partial class Kernel
 
     /// <summary>The exception gates: #PF goes to do_page_fault; the return path schedules if asked to.</summary>
     [Port("arch/x86/kernel/entry_64.S", "page_fault")]
-    internal async SimTask DoTrap(X86Cpu cpu, byte vector, uint errorCode)
+    internal async SimTask PageFault(X86Cpu cpu, byte vector, uint errorCode)
     {
         if (vector != Vectors.PageFault)
         {

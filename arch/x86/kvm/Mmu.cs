@@ -203,12 +203,12 @@ public sealed partial class Kernel
         bool zapped = false;
         if (kvm.Arch.Ept.Remove(gfn, out ulong spte))
         {
-            ZapSpte(kvm, spte);
+            RmapRemove(kvm, spte);
             zapped = true;
         }
         if (kvm.Arch.ShadowDirect.Remove(gfn, out spte))
         {
-            ZapSpte(kvm, spte);
+            RmapRemove(kvm, spte);
             zapped = true;
         }
         if (kvm.Arch.ShadowRmap.Remove(gfn, out var keys))
@@ -217,7 +217,7 @@ public sealed partial class Kernel
             {
                 if (kvm.Arch.Shadow.Remove(key, out spte))
                 {
-                    ZapSpte(kvm, spte);
+                    RmapRemove(kvm, spte);
                     zapped = true;
                 }
             }
@@ -236,7 +236,7 @@ public sealed partial class Kernel
         var arch = kvm.Arch;
         foreach (ulong spte in arch.Ept.Values.Concat(arch.ShadowDirect.Values).Concat(arch.Shadow.Values))
         {
-            ZapSpte(kvm, spte);
+            RmapRemove(kvm, spte);
         }
         arch.Ept.Clear();
         arch.ShadowDirect.Clear();
@@ -247,7 +247,7 @@ public sealed partial class Kernel
 
     /// <summary>rmap_remove(): a writable spte marks the page dirty (2010's EPT had no dirty bit).</summary>
     [Port("arch/x86/kvm/mmu.c", "rmap_remove")]
-    private void ZapSpte(Kvm kvm, ulong spte)
+    private void RmapRemove(Kvm kvm, ulong spte)
     {
         kvm.Arch.SptesZapped++;
         KvmTrace.Log.kvm_mmu_zap_spte(TraceRunId, kvm.Id, -1, Now, (long)Spte.Pfn(spte), Spte.Writable(spte), Name);

@@ -22,7 +22,7 @@ public sealed partial class Kernel
         for (int level = 3; level >= 0; level--)
         {
             ulong pteGpa = table + (((addr >> (Pgtable.PAGE_SHIFT + (9 * level))) & 511) * 8);
-            ulong pte = await KvmReadGuestU64(vcpu, pteGpa);
+            ulong pte = await KvmReadGuest(vcpu, pteGpa);
             if (!Pgtable.PtePresent(pte))
             {
                 return new GuestWalker(false, 0, error);
@@ -38,7 +38,7 @@ public sealed partial class Kernel
 
     /// <summary>kvm_read_guest() of one u64: a copy_from_user on the VMM's mapping, which faults the page in if needed.</summary>
     [Port("virt/kvm/kvm_main.c", "kvm_read_guest")]
-    private async SimTask<ulong> KvmReadGuestU64(KvmVcpu vcpu, ulong gpa)
+    private async SimTask<ulong> KvmReadGuest(KvmVcpu vcpu, ulong gpa)
     {
         MightSleep();
         ulong pfn = await GfnToPfnAccounted(vcpu, gpa >> Pgtable.PAGE_SHIFT);

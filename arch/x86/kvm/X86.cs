@@ -5,9 +5,9 @@ namespace Linux;
 /// <summary>The exits a vCPU's VMX CPU hands to KVM without leaving the guest's flow of time (MSR, CPUID).</summary>
 public sealed class KvmInlineExits(Kernel kernel, KvmVcpu vcpu) : IInlineExitHandler
 {
-    public bool WriteMsr(int cpuId, uint index, ulong value) => kernel.KvmSetMsr(vcpu, index, value) == 0;
+    public bool WriteMsr(int cpuId, uint index, ulong value) => kernel.KvmSetMsrCommon(vcpu, index, value) == 0;
 
-    public bool ReadMsr(int cpuId, uint index, out ulong value) => kernel.KvmGetMsr(vcpu, index, out value) == 0;
+    public bool ReadMsr(int cpuId, uint index, out ulong value) => kernel.KvmGetMsrCommon(vcpu, index, out value) == 0;
 
     public uint Cpuid(int cpuId, uint leaf) => kernel.KvmEmulateCpuid(vcpu, leaf);
 }
@@ -142,7 +142,7 @@ public sealed partial class Kernel
         ArgumentNullException.ThrowIfNull(vcpu);
         if (vcpu.Wq.Active)
         {
-            WakeUp(vcpu.Wq, nrExclusive: 0);
+            __WakeUp(vcpu.Wq, nrExclusive: 0);
         }
         else
         {
@@ -152,7 +152,7 @@ public sealed partial class Kernel
 
     /// <summary>kvm_set_msr_common() (and the x2APIC range of kvm_x2apic_msr_write). Non-zero means #GP.</summary>
     [Port("arch/x86/kvm/x86.c", "kvm_set_msr_common")]
-    public int KvmSetMsr(KvmVcpu vcpu, uint msr, ulong data)
+    public int KvmSetMsrCommon(KvmVcpu vcpu, uint msr, ulong data)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
         if (msr is >= 0x800 and <= 0x8ff)
@@ -172,7 +172,7 @@ public sealed partial class Kernel
 
     /// <summary>kvm_get_msr_common(). Non-zero means #GP.</summary>
     [Port("arch/x86/kvm/x86.c", "kvm_get_msr_common")]
-    public int KvmGetMsr(KvmVcpu vcpu, uint msr, out ulong data)
+    public int KvmGetMsrCommon(KvmVcpu vcpu, uint msr, out ulong data)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
         data = 0;
@@ -184,20 +184,23 @@ public sealed partial class Kernel
         return msr is KvmPara.MSR_KVM_WALL_CLOCK or KvmPara.MSR_KVM_SYSTEM_TIME ? 0 : 1;
     }
 
-    /// <summary>Paravirtual features this host offers in CPUID 0x40000001 (do_cpuid_ent); patch 2 adds KVM_FEATURE_ASYNC_PF.</summary>
+    /// <summary>
+    /// do_cpuid_ent(): EAX of a KVM leaf as the host offers it (KVM_GET_SUPPORTED_CPUID): the
+    /// signature leaf names the last leaf; the features leaf has the paravirtual features, to
+    /// which patch 2 adds KVM_FEATURE_ASYNC_PF.
+    /// </summary>
     [Port("arch/x86/kvm/x86.c", "do_cpuid_ent", Patches = [0, 2])]
-    public uint KvmSupportedFeatures =>
-        (1u << KvmPara.KVM_FEATURE_CLOCKSOURCE) | (1u << KvmPara.KVM_FEATURE_NOP_IO_DELAY)
-        | (Config.CONFIG_KVM_ASYNC_PF ? 1u << Config.Abi.KVM_FEATURE_ASYNC_PF : 0);
-
-    /// <summary>kvm_emulate_cpuid(): EAX of the KVM leaves.</summary>
-    [Port("arch/x86/kvm/x86.c", "kvm_emulate_cpuid")]
-    public uint KvmEmulateCpuid(KvmVcpu vcpu, uint leaf) => leaf switch
+    public uint DoCpuidEnt(uint function) => function switch
     {
         KvmPara.KVM_CPUID_SIGNATURE => KvmPara.KVM_CPUID_FEATURES,
-        KvmPara.KVM_CPUID_FEATURES => KvmSupportedFeatures,
+        KvmPara.KVM_CPUID_FEATURES => (1u << KvmPara.KVM_FEATURE_CLOCKSOURCE) | (1u << KvmPara.KVM_FEATURE_NOP_IO_DELAY)
+            | (Config.CONFIG_KVM_ASYNC_PF ? 1u << Config.Abi.KVM_FEATURE_ASYNC_PF : 0),
         _ => 0,
     };
+
+    /// <summary>kvm_emulate_cpuid(): the guest's CPUID exit, answered from the supported entries.</summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_emulate_cpuid")]
+    public uint KvmEmulateCpuid(KvmVcpu vcpu, uint leaf) => DoCpuidEnt(leaf);
 }
 
 // arch/x86/kvm/x86.c, the series' part: the enable MSR (patches 2, 7, 11), injecting the two
@@ -253,7 +256,7 @@ public sealed partial class Kernel
     /// whose CR2 is the token (error code 0).
     /// </summary>
     [Port("arch/x86/kvm/x86.c", "kvm_arch_inject_async_page_not_present", Patches = [8])]
-    private async SimTask KvmArchAsyncPageNotPresent(KvmVcpu vcpu, KvmAsyncPf work)
+    private async SimTask KvmArchInjectAsyncPageNotPresent(KvmVcpu vcpu, KvmAsyncPf work)
     {
         MightSleep();
         KvmTrace.Log.kvm_async_pf_not_present(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, work.Token, (long)work.Gva, Name);
@@ -278,7 +281,7 @@ public sealed partial class Kernel
     /// notpresent_injected rule of 5.8, bugzilla 208081).
     /// </summary>
     [Port("arch/x86/kvm/x86.c", "kvm_arch_inject_async_page_present", Patches = [8])]
-    private async SimTask KvmArchAsyncPagePresent(KvmVcpu vcpu, KvmAsyncPf work)
+    private async SimTask KvmArchInjectAsyncPagePresent(KvmVcpu vcpu, KvmAsyncPf work)
     {
         MightSleep();
         uint token = work.WakeupAll ? ApfAbi.WakeAllToken : work.Token;

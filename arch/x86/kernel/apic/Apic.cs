@@ -10,7 +10,7 @@ public sealed partial class Kernel
 
     /// <summary>setup_APIC_timer(): periodic at HZ (bus clock taken as 1 GHz, divide by 1).</summary>
     [Port("arch/x86/kernel/apic/apic.c", "setup_APIC_timer")]
-    internal void SetupApicTimer(X86Cpu cpu)
+    internal void SetupAPICTimer(X86Cpu cpu)
     {
         if (LocalTimerInterrupts.Length != HwCpus.Count)
         {
@@ -22,13 +22,13 @@ public sealed partial class Kernel
 
     /// <summary>ack_APIC_irq().</summary>
     [Port("arch/x86/include/asm/apic.h", "ack_APIC_irq")]
-    private static void AckApicIrq(X86Cpu cpu) => cpu.Wrmsr(X2Apic.MSR_X2APIC_EOI, 0);
+    private static void AckAPICIrq(X86Cpu cpu) => cpu.Wrmsr(X2Apic.MSR_X2APIC_EOI, 0);
 
     /// <summary>smp_apic_timer_interrupt() → local_apic_timer_interrupt() → tick_handle_periodic().</summary>
     [Port("arch/x86/kernel/apic/apic.c", "smp_apic_timer_interrupt")]
     private void SmpApicTimerInterrupt(X86Cpu cpu)
     {
-        AckApicIrq(cpu);
+        AckAPICIrq(cpu);
         LocalTimerInterrupts[cpu.Id]++;
         cpu.Charge(Costs.GuestTickNs);
         TickPeriodic(cpu.Id);
