@@ -165,30 +165,7 @@ public sealed class GuestRig
     public bool SecondaryMapped(ulong gfn) => SecondaryPfns(gfn).Count > 0;
 
     /// <summary>The host frames the sptes of <paramref name="gfn"/> point at.</summary>
-    public IReadOnlyList<ulong> SecondaryPfns(ulong gfn)
-    {
-        var arch = Vm.Arch;
-        var pfns = new List<ulong>();
-        if (arch.Ept.TryGetValue(gfn, out ulong spte))
-        {
-            pfns.Add(Spte.Pfn(spte));
-        }
-        if (arch.ShadowDirect.TryGetValue(gfn, out spte))
-        {
-            pfns.Add(Spte.Pfn(spte));
-        }
-        if (arch.ShadowRmap.TryGetValue(gfn, out var keys))
-        {
-            foreach (var key in keys)
-            {
-                if (arch.Shadow.TryGetValue(key, out spte))
-                {
-                    pfns.Add(Spte.Pfn(spte));
-                }
-            }
-        }
-        return pfns;
-    }
+    public IReadOnlyList<ulong> SecondaryPfns(ulong gfn) => [.. Vm.Arch.SptesOf(gfn).Select(Spte.Pfn)];
 
     // ---- what a guest program uses ----------------------------------------------------------
 
@@ -284,17 +261,6 @@ public sealed class GuestRig
         }
     }
 
-    private sealed class SequentialPages(ulong start) : IStoreSource
-    {
-        private ulong _next = start;
-
-        public ulong NextAddress()
-        {
-            ulong a = _next;
-            _next += Pgtable.PAGE_SIZE;
-            return a;
-        }
-    }
 
     private sealed class RandomPagesSource(ulong start, ulong pages, Rng rng) : IStoreSource
     {

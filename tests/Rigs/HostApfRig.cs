@@ -290,30 +290,7 @@ public sealed class HostApfRig : IDisposable
     public bool SecondaryMapped(ulong gfn) => SecondaryPfns(gfn).Count > 0;
 
     /// <summary>The host frames the sptes of <paramref name="gfn"/> point at.</summary>
-    public IReadOnlyList<ulong> SecondaryPfns(ulong gfn)
-    {
-        var arch = Vm.Arch;
-        var pfns = new List<ulong>();
-        if (arch.Ept.TryGetValue(gfn, out ulong spte))
-        {
-            pfns.Add(Spte.Pfn(spte));
-        }
-        if (arch.ShadowDirect.TryGetValue(gfn, out spte))
-        {
-            pfns.Add(Spte.Pfn(spte));
-        }
-        if (arch.ShadowRmap.TryGetValue(gfn, out var keys))
-        {
-            foreach (var key in keys)
-            {
-                if (arch.Shadow.TryGetValue(key, out spte))
-                {
-                    pfns.Add(Spte.Pfn(spte));
-                }
-            }
-        }
-        return pfns;
-    }
+    public IReadOnlyList<ulong> SecondaryPfns(ulong gfn) => [.. Vm.Arch.SptesOf(gfn).Select(Spte.Pfn)];
 
     /// <summary>True if a shadow spte maps <paramref name="gva"/> under guest CR3 <paramref name="cr3"/>.</summary>
     public bool ShadowMapped(ulong cr3, ulong gva) => Vm.Arch.Shadow.ContainsKey((cr3, gva >> Pgtable.PAGE_SHIFT));

@@ -99,22 +99,23 @@ public sealed class Bm(Libc libc, BmOptions options, CostModel costs)
         await libc.PthreadBarrierWait(_barrier);
     }
 
-    /// <summary>The prefault's memset: every page of the array in order.</summary>
-    private sealed class SequentialPages(ulong start) : IStoreSource
-    {
-        private ulong _next = start;
-
-        public ulong NextAddress()
-        {
-            ulong a = _next;
-            _next += Pgtable.PAGE_SIZE;
-            return a;
-        }
-    }
 
     /// <summary>The fault loop's address: <c>buf + (random() % pages) * 4096</c>.</summary>
     private sealed class RandomPages(GlibcRandom random, ulong start, ulong pages) : IStoreSource
     {
         public ulong NextAddress() => start + ((ulong)random.Next() % pages * Pgtable.PAGE_SIZE);
+    }
+}
+
+/// <summary>A memset's stores: every page from <paramref name="start"/> on, in order.</summary>
+public sealed class SequentialPages(ulong start) : IStoreSource
+{
+    private ulong _next = start;
+
+    public ulong NextAddress()
+    {
+        ulong a = _next;
+        _next += Pgtable.PAGE_SIZE;
+        return a;
     }
 }

@@ -73,6 +73,29 @@ public sealed class KvmArch
     /// <summary>Protected by mmu_lock: the shadow direct map of the guest kernel, gfn → spte.</summary>
     public Dictionary<ulong, ulong> ShadowDirect { get; } = [];
 
+    /// <summary>Every spte that maps <paramref name="gfn"/>: its EPT entry, its shadow direct-map spte, its shadow sptes under any CR3.</summary>
+    public IEnumerable<ulong> SptesOf(ulong gfn)
+    {
+        if (Ept.TryGetValue(gfn, out ulong spte))
+        {
+            yield return spte;
+        }
+        if (ShadowDirect.TryGetValue(gfn, out spte))
+        {
+            yield return spte;
+        }
+        if (ShadowRmap.TryGetValue(gfn, out var keys))
+        {
+            foreach (var key in keys)
+            {
+                if (Shadow.TryGetValue(key, out spte))
+                {
+                    yield return spte;
+                }
+            }
+        }
+    }
+
     /// <summary>TDP (EPT) or shadow paging.</summary>
     public bool TdpEnabled { get; set; } = true;
 
