@@ -44,10 +44,8 @@ public abstract class TracepointSource : EventSource
     }
 
     [NonEvent]
-    private static unsafe EventData Field(long* p) => new() { DataPointer = (IntPtr)p, Size = sizeof(long) };
-
-    [NonEvent]
-    private static unsafe EventData Field(int* p) => new() { DataPointer = (IntPtr)p, Size = sizeof(int) };
+    private static unsafe EventData Field<T>(T* p)
+        where T : unmanaged => new() { DataPointer = (IntPtr)p, Size = sizeof(T) };
 
     [NonEvent]
     private static unsafe EventData Field(char* p, string s) => new() { DataPointer = (IntPtr)p, Size = (s.Length + 1) * sizeof(char) };
@@ -66,9 +64,10 @@ public abstract class TracepointSource : EventSource
         }
     }
 
-    /// <summary>Header, long, kernel.</summary>
+    /// <summary>Header, one field (a long or an int), kernel.</summary>
     [NonEvent]
-    protected unsafe void WriteL(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, string kernel)
+    protected unsafe void Write<TA>(int eventId, long runId, int vmId, int vcpuId, long timeNs, TA a, string kernel)
+        where TA : unmanaged
     {
         kernel ??= "";
         fixed (char* k = kernel)
@@ -81,56 +80,11 @@ public abstract class TracepointSource : EventSource
         }
     }
 
-    /// <summary>Header, int, kernel.</summary>
+    /// <summary>Header, two fields (longs or ints; a bool goes as an int 0 or 1), kernel.</summary>
     [NonEvent]
-    protected unsafe void WriteI(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string kernel)
-    {
-        kernel ??= "";
-        fixed (char* k = kernel)
-        {
-            EventData* d = stackalloc EventData[HeaderFields + 2];
-            Header(d, &runId, &vmId, &vcpuId, &timeNs);
-            d[4] = Field(&a);
-            d[5] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 2, d);
-        }
-    }
-
-    /// <summary>Header, long, long, kernel.</summary>
-    [NonEvent]
-    protected unsafe void WriteLL(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, long b, string kernel)
-    {
-        kernel ??= "";
-        fixed (char* k = kernel)
-        {
-            EventData* d = stackalloc EventData[HeaderFields + 3];
-            Header(d, &runId, &vmId, &vcpuId, &timeNs);
-            d[4] = Field(&a);
-            d[5] = Field(&b);
-            d[6] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 3, d);
-        }
-    }
-
-    /// <summary>Header, long, int (a bool as 0 or 1), kernel.</summary>
-    [NonEvent]
-    protected unsafe void WriteLI(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, int b, string kernel)
-    {
-        kernel ??= "";
-        fixed (char* k = kernel)
-        {
-            EventData* d = stackalloc EventData[HeaderFields + 3];
-            Header(d, &runId, &vmId, &vcpuId, &timeNs);
-            d[4] = Field(&a);
-            d[5] = Field(&b);
-            d[6] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 3, d);
-        }
-    }
-
-    /// <summary>Header, int, long, kernel.</summary>
-    [NonEvent]
-    protected unsafe void WriteIL(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, long b, string kernel)
+    protected unsafe void Write<TA, TB>(int eventId, long runId, int vmId, int vcpuId, long timeNs, TA a, TB b, string kernel)
+        where TA : unmanaged
+        where TB : unmanaged
     {
         kernel ??= "";
         fixed (char* k = kernel)

@@ -51,7 +51,7 @@ public sealed class VmmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.Run))
         {
-            WriteL(2, RunId, VmId, VcpuId, TimeNs, DurationNs, Kernel);
+            Write(2, RunId, VmId, VcpuId, TimeNs, DurationNs, Kernel);
         }
     }
 
@@ -71,7 +71,7 @@ public sealed class VmmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.Run))
         {
-            WriteL(4, RunId, VmId, VcpuId, TimeNs, Total, Kernel);
+            Write(4, RunId, VmId, VcpuId, TimeNs, Total, Kernel);
         }
     }
 

@@ -58,7 +58,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.AsyncPf))
         {
-            WriteLI(1, RunId, VmId, VcpuId, TimeNs, Pfn, Async ? 1 : 0, Kernel);
+            Write(1, RunId, VmId, VcpuId, TimeNs, Pfn, Async ? 1 : 0, Kernel);
         }
     }
 
@@ -68,7 +68,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteLL(2, RunId, VmId, VcpuId, TimeNs, Token, Gva, Kernel);
+            Write(2, RunId, VmId, VcpuId, TimeNs, Token, Gva, Kernel);
         }
     }
 
@@ -78,7 +78,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteLL(3, RunId, VmId, VcpuId, TimeNs, Token, Gva, Kernel);
+            Write(3, RunId, VmId, VcpuId, TimeNs, Token, Gva, Kernel);
         }
     }
 
@@ -88,7 +88,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteLL(4, RunId, VmId, VcpuId, TimeNs, Address, Gva, Kernel);
+            Write(4, RunId, VmId, VcpuId, TimeNs, Address, Gva, Kernel);
         }
     }
 
@@ -111,7 +111,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteLL(6, RunId, VmId, VcpuId, TimeNs, Gva, Gfn, Kernel);
+            Write(6, RunId, VmId, VcpuId, TimeNs, Gva, Gfn, Kernel);
         }
     }
 
@@ -125,7 +125,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteIL(7, RunId, VmId, VcpuId, TimeNs, Reason, Token, Kernel);
+            Write(7, RunId, VmId, VcpuId, TimeNs, Reason, Token, Kernel);
         }
     }
 
@@ -176,7 +176,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.Exit))
         {
-            WriteIL(10, RunId, VmId, VcpuId, TimeNs, Vector, HostNs, Kernel);
+            Write(10, RunId, VmId, VcpuId, TimeNs, Vector, HostNs, Kernel);
         }
     }
 
@@ -186,7 +186,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.Mmu))
         {
-            WriteLI(11, RunId, VmId, VcpuId, TimeNs, Address, ErrorCode, Kernel);
+            Write(11, RunId, VmId, VcpuId, TimeNs, Address, ErrorCode, Kernel);
         }
     }
 
@@ -196,7 +196,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.Mmu))
         {
-            WriteLI(12, RunId, VmId, VcpuId, TimeNs, Address, Result, Kernel);
+            Write(12, RunId, VmId, VcpuId, TimeNs, Address, Result, Kernel);
         }
     }
 
@@ -206,7 +206,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.Mmu))
         {
-            WriteLL(13, RunId, VmId, VcpuId, TimeNs, Gfn, Pfn, Kernel);
+            Write(13, RunId, VmId, VcpuId, TimeNs, Gfn, Pfn, Kernel);
         }
     }
 
@@ -216,7 +216,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.Mmu))
         {
-            WriteLI(14, RunId, VmId, VcpuId, TimeNs, Pfn, Writable ? 1 : 0, Kernel);
+            Write(14, RunId, VmId, VcpuId, TimeNs, Pfn, Writable ? 1 : 0, Kernel);
         }
     }
 
@@ -246,7 +246,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.Swap))
         {
-            WriteLL(17, RunId, VmId, VcpuId, TimeNs, Offset, Pfn, Kernel);
+            Write(17, RunId, VmId, VcpuId, TimeNs, Offset, Pfn, Kernel);
         }
     }
 
@@ -256,7 +256,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Verbose, Keywords.Swap))
         {
-            WriteLL(18, RunId, VmId, VcpuId, TimeNs, Offset, Pfn, Kernel);
+            Write(18, RunId, VmId, VcpuId, TimeNs, Offset, Pfn, Kernel);
         }
     }
 

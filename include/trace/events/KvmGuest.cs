@@ -32,7 +32,7 @@ public sealed class KvmGuestTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteIL(1, RunId, VmId, VcpuId, TimeNs, Pid, Token, Kernel);
+            Write(1, RunId, VmId, VcpuId, TimeNs, Pid, Token, Kernel);
         }
     }
 
@@ -42,7 +42,7 @@ public sealed class KvmGuestTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteIL(2, RunId, VmId, VcpuId, TimeNs, Pid, Token, Kernel);
+            Write(2, RunId, VmId, VcpuId, TimeNs, Pid, Token, Kernel);
         }
     }
 
@@ -52,7 +52,7 @@ public sealed class KvmGuestTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteL(3, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
+            Write(3, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
         }
     }
 
@@ -62,7 +62,7 @@ public sealed class KvmGuestTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteL(4, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
+            Write(4, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
         }
     }
 
@@ -72,7 +72,7 @@ public sealed class KvmGuestTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteL(5, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
+            Write(5, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
         }
     }
 
@@ -82,7 +82,7 @@ public sealed class KvmGuestTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteL(6, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
+            Write(6, RunId, VmId, VcpuId, TimeNs, Token, Kernel);
         }
     }
 
@@ -92,7 +92,7 @@ public sealed class KvmGuestTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteI(7, RunId, VmId, VcpuId, TimeNs, Woken, Kernel);
+            Write(7, RunId, VmId, VcpuId, TimeNs, Woken, Kernel);
         }
     }
 }
