@@ -1,5 +1,6 @@
 using Hw;
 using KvmApf.Guest;
+using KvmApf.Vmm;
 using Linux;
 
 namespace KvmApf.Tests.Rigs;
@@ -46,7 +47,7 @@ public sealed record GuestApfRigOptions
 public sealed class GuestApfRig
 {
     /// <summary>Where the VMM maps guest RAM (as Machine does).</summary>
-    public const ulong GuestRamHva = 0x7f10_0000_0000UL;
+    public const ulong GuestRamHva = VmmBoot.GuestRamHva;
 
     private static long s_nextRunId = 1L << 40;
 
@@ -151,32 +152,8 @@ public sealed class GuestApfRig
 
     private SimTask VmmMain(TaskStruct self)
     {
-        ulong ramBytes = (ulong)Options.GuestMemBytes;
-        Kernel.DoMmapPgoff(VmmMm, GuestRamHva, ramBytes, write: true);
-        Vm = Host.KvmCreateVm(VmmMm, Options.Tdp);
-        if (Host.__KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
-        {
-            throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
-        }
-        Vcpus = new KvmVcpu[Options.Vcpus];
-        Guest.PowerOn(Console, ramBytes, InitMain);
-        for (int i = 0; i < Options.Vcpus; i++)
-        {
-            int id = i;
-            Host.DoFork($"qemu-vcpu{i}", VmmMm, t => VcpuThread(t, id));
-        }
+        (Vm, Vcpus) = VmmBoot.Launch(Host, Guest, VmmMm, Cpus, (ulong)Options.GuestMemBytes, Options.Tdp, Console, InitMain);
         return SimTask.CompletedTask;
-    }
-
-    private async SimTask VcpuThread(TaskStruct self, int id)
-    {
-        var vcpu = Host.KvmVcpuInit(Vm, id, Cpus[id], self);
-        Vcpus[id] = vcpu;
-        int r = await Host.__VcpuRun(vcpu);
-        if (r < 0)
-        {
-            throw new InvalidOperationException($"KVM_RUN on vcpu {id} failed with {r}");
-        }
     }
 
     /// <summary>The host kernel's view of physical memory: the same frames, with its stores reported.</summary>

@@ -1,4 +1,5 @@
 using Hw;
+using KvmApf.Vmm;
 using Linux;
 
 namespace KvmApf.Tests.Rigs;
@@ -56,7 +57,7 @@ public sealed record HostRigOptions
 public sealed class HostApfRig : IDisposable
 {
     /// <summary>Where the VMM maps guest RAM (as Machine does).</summary>
-    public const ulong GuestRamHva = 0x7f10_0000_0000UL;
+    public const ulong GuestRamHva = VmmBoot.GuestRamHva;
 
     /// <summary>The guest-linear address of user page 0.</summary>
     public const ulong UserBase = 0x40_0000;

@@ -47,7 +47,7 @@ public sealed class AsyncFaultSequenceTests
             Assert.That(host[tryAt].Flag("Async"), Is.True, "the page needed I/O");
             Assert.That(host[tryAt].Long("Pfn"), Is.EqualTo(-1), "no pfn without I/O");
             Assert.That(token & 0xfff, Is.EqualTo(vcpu), "token = (apf_id++ << 12) | vcpu_id (seeds/004)");
-            Assert.That(host[completedAt].Long("Address"), Is.EqualTo((long)Machine.GuestRamHva + (gva & ~0xfffL)), "the VMM's hva of the page");
+            Assert.That(host[completedAt].Long("Address"), Is.EqualTo((long)VmmBoot.GuestRamHva + (gva & ~0xfffL)), "the VMM's hva of the page");
             Assert.That(host[readyAt].Long("Gva"), Is.EqualTo(gva));
             Assert.That(sequence.Select(e => e.TimeNs), Is.Ordered, "virtual time does not go back");
             Assert.That(host[completedAt].TimeNs, Is.GreaterThan(notPresent.TimeNs), "the swap-in takes time");

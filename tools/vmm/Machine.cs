@@ -11,9 +11,6 @@ namespace KvmApf.Vmm;
 /// </summary>
 public sealed class Machine
 {
-    /// <summary>Where the VMM maps guest RAM in its address space.</summary>
-    public const ulong GuestRamHva = 0x7f10_0000_0000UL;
-
     /// <summary>The VMM's own resident memory besides guest RAM (code, heap, device state): 16 MiB.</summary>
     public const ulong VmmOverheadBytes = 16 * (ulong)BenchConfig.MiB;
 
@@ -101,32 +98,7 @@ public sealed class Machine
         {
             await Host.GetUserPages(self, VmmMm, a, write: true);
         }
-        ulong ramBytes = (ulong)Config.GuestMemBytes;
-        Kernel.DoMmapPgoff(VmmMm, GuestRamHva, ramBytes, write: true);
-        Vm = Host.KvmCreateVm(VmmMm, Config.Paging == PagingMode.Tdp);
-        Guest.TraceVmId = Vm.Id; // for the guest's tracepoints: a guest cannot know its VM
-        if (Host.__KvmSetMemoryRegion(Vm, 0, ramBytes, GuestRamHva) != 0)
-        {
-            throw new InvalidOperationException("KVM_SET_USER_MEMORY_REGION failed");
-        }
-        Vcpus = new KvmVcpu[Config.Vcpus];
-        Guest.PowerOn(Console, ramBytes, Bm.Main);
-        for (int i = 0; i < Config.Vcpus; i++)
-        {
-            int id = i;
-            Host.DoFork($"qemu-vcpu{i}", VmmMm, t => VcpuThread(t, id));
-        }
-    }
-
-    private async SimTask VcpuThread(TaskStruct self, int id)
-    {
-        var vcpu = Host.KvmVcpuInit(Vm!, id, Cpus[id], self);
-        Vcpus[id] = vcpu;
-        int r = await Host.__VcpuRun(vcpu);
-        if (r < 0)
-        {
-            throw new InvalidOperationException($"KVM_RUN on vcpu {id} failed with {r}");
-        }
+        (Vm, Vcpus) = VmmBoot.Launch(Host, Guest, VmmMm, Cpus, (ulong)Config.GuestMemBytes, Config.Paging == PagingMode.Tdp, Console, Bm.Main);
     }
 
     /// <summary>
