@@ -30,6 +30,33 @@ internal sealed class OpCompletion : SimTaskSource<VoidResult>
 }
 
 /// <summary>
+/// An exception handler that slept, waiting to return: what the CPU must do when it does. Pooled
+/// per context, so a delivery allocates nothing once warm.
+/// </summary>
+internal sealed class HandlerFrame
+{
+    public HandlerFrame(GuestContext ctx)
+    {
+        Ctx = ctx;
+        Done = () => X86Cpu.HandlerFrameDone(this);
+    }
+
+    public GuestContext Ctx { get; }
+
+    public Action Done { get; }
+
+    public X86Cpu? Cpu;
+
+    public SimTask.Awaiter Awaiter;
+
+    public bool SavedKernelOp;
+
+    public bool EndsHalt;
+
+    public HandlerFrame? NextFree;
+}
+
+/// <summary>
 /// One register set that the guest kernel switches the CPU between: a task's user and kernel
 /// context. Guest code awaits operations on it (compute, store, hlt); the CPU carries them out
 /// while the context is current and the CPU is in guest mode, and freezes them otherwise.
@@ -57,6 +84,24 @@ public sealed class GuestContext(string name)
 
     /// <summary>Exception handlers in progress on this context (a #PF handler that sleeps keeps it above zero).</summary>
     internal int HandlerDepth;
+
+    private HandlerFrame? _freeFrames;
+
+    internal HandlerFrame RentHandlerFrame()
+    {
+        var frame = _freeFrames ?? new HandlerFrame(this);
+        _freeFrames = frame.NextFree;
+        frame.NextFree = null;
+        return frame;
+    }
+
+    internal void ReturnHandlerFrame(HandlerFrame frame)
+    {
+        frame.Cpu = null;
+        frame.Awaiter = default;
+        frame.NextFree = _freeFrames;
+        _freeFrames = frame;
+    }
 
     /// <summary>The completion of a HLT; a HLT ended by an event moves its completion to <see cref="EndedHalts"/>.</summary>
     internal OpCompletion HaltDone = new();

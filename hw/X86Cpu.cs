@@ -643,15 +643,27 @@ public sealed class X86Cpu
             _again = true;
             return;
         }
-        awaiter.OnCompleted(() =>
+        var frame = ctx.RentHandlerFrame();
+        frame.Cpu = this;
+        frame.Awaiter = awaiter;
+        frame.SavedKernelOp = savedKernelOp;
+        frame.EndsHalt = endsHalt;
+        awaiter.OnCompleted(frame.Done);
+    }
+
+    /// <summary>A handler that slept has returned (its context may run on another CPU by now).</summary>
+    internal static void HandlerFrameDone(HandlerFrame frame)
+    {
+        var ctx = frame.Ctx;
+        var cpu = ctx.Cpu ?? frame.Cpu!;
+        var awaiter = frame.Awaiter;
+        cpu.HandlerReturned(ctx, frame.SavedKernelOp, frame.EndsHalt);
+        ctx.ReturnHandlerFrame(frame);
+        awaiter.GetResult();
+        if (ctx.Cpu is { } running && ReferenceEquals(ctx, running.Current))
         {
-            HandlerReturned(ctx, savedKernelOp, endsHalt);
-            awaiter.GetResult();
-            if (ctx.Cpu is { } cpu && ReferenceEquals(ctx, cpu.Current))
-            {
-                cpu.Kick0();
-            }
-        });
+            running.Kick0();
+        }
     }
 
     /// <summary>
@@ -777,7 +789,7 @@ public sealed class X86Cpu
     }
 
     /// <summary>IRET: the interrupted kernel operation, if any, continues; a HLT the event ended is over.</summary>
-    private void HandlerReturned(GuestContext ctx, bool savedKernelOp, bool endsHalt)
+    internal void HandlerReturned(GuestContext ctx, bool savedKernelOp, bool endsHalt)
     {
         ctx.HandlerDepth--;
         if (savedKernelOp)

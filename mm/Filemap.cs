@@ -5,6 +5,18 @@ namespace Linux;
 // mm/filemap.c: the page lock and writeback waits.
 public sealed partial class Kernel
 {
+    /// <summary>PAGE_WAIT_TABLE_BITS: the zone's table of page wait queues has 2^8 entries here.</summary>
+    private const int PageWaitTableBits = 8;
+
+    private readonly WaitQueueHead[] _pageWaitTable = [.. Enumerable.Range(0, 1 << PageWaitTableBits).Select(_ => new WaitQueueHead())];
+
+    /// <summary>
+    /// page_waitqueue(): pages share hashed wait queues (zone->wait_table) instead of each having
+    /// one; a waker wakes every waiter of the bucket and each rechecks its own page.
+    /// </summary>
+    [Port("mm/filemap.c", "page_waitqueue")]
+    private WaitQueueHead PageWaitqueue(Page page) => _pageWaitTable[Hash32((uint)page.Pfn ^ (uint)(page.Pfn >> 32), PageWaitTableBits)];
+
     /// <summary>trylock_page().</summary>
     public static bool TrylockPage(Page page)
     {
@@ -24,7 +36,7 @@ public sealed partial class Kernel
         MightSleep();
         while (!TrylockPage(page))
         {
-            await WaitEvent(page.Wait, () => !page.Test(PageFlags.PG_locked));
+            await WaitEvent(PageWaitqueue(page), () => !page.Test(PageFlags.PG_locked));
         }
     }
 
@@ -37,7 +49,7 @@ public sealed partial class Kernel
         {
             throw new InvalidOperationException($"{Name}: unlock of unlocked {page}");
         }
-        __WakeUp(page.Wait, nrExclusive: 0);
+        __WakeUp(PageWaitqueue(page), nrExclusive: 0);
     }
 
     /// <summary>end_page_writeback().</summary>
@@ -46,6 +58,6 @@ public sealed partial class Kernel
     {
         ArgumentNullException.ThrowIfNull(page);
         page.Clear(PageFlags.PG_writeback);
-        __WakeUp(page.Wait, nrExclusive: 0);
+        __WakeUp(PageWaitqueue(page), nrExclusive: 0);
     }
 }

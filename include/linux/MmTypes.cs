@@ -45,9 +45,6 @@ public sealed class Page(ulong pfn)
     /// <summary>Protected by the zone's lru_lock: the page's place on its LRU list.</summary>
     internal LinkedListNode<Page>? LruNode { get; set; }
 
-    /// <summary>page_waitqueue(): tasks waiting for the page lock or writeback.</summary>
-    public WaitQueueHead Wait { get; } = new();
-
     public bool Test(PageFlags flag) => (Flags & flag) != 0;
 
     public void Set(PageFlags flag) => Flags |= flag;
