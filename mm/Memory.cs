@@ -84,7 +84,6 @@ public sealed partial class Kernel
             return 0;
         }
         await mm.PageTable.WritePte(address, Pgtable.MkPte(page.Pfn, vma.Write));
-        _ = flags;
         PageAddAnonRmap(page, mm, address);
         LruCacheAddLru(page);
         MarkPageAccessed(page);

@@ -86,8 +86,7 @@ public sealed class Machine
     /// </summary>
     public void Start()
     {
-        var vmm = Host.DoFork("qemu", VmmMm, VmmMain);
-        _ = vmm;
+        Host.DoFork("qemu", VmmMm, VmmMain);
     }
 
     private async SimTask VmmMain(TaskStruct self)
