@@ -98,26 +98,10 @@ public abstract class TracepointSource : EventSource
         }
     }
 
-    /// <summary>Header, long, string, kernel.</summary>
+    /// <summary>Header, a long or an int, a string, kernel.</summary>
     [NonEvent]
-    protected unsafe void WriteLS(int eventId, long runId, int vmId, int vcpuId, long timeNs, long a, string b, string kernel)
-    {
-        kernel ??= "";
-        b ??= "";
-        fixed (char* k = kernel, pb = b)
-        {
-            EventData* d = stackalloc EventData[HeaderFields + 3];
-            Header(d, &runId, &vmId, &vcpuId, &timeNs);
-            d[4] = Field(&a);
-            d[5] = Field(pb, b);
-            d[6] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 3, d);
-        }
-    }
-
-    /// <summary>Header, int, string, kernel.</summary>
-    [NonEvent]
-    protected unsafe void WriteIS(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, string kernel)
+    protected unsafe void Write<TA>(int eventId, long runId, int vmId, int vcpuId, long timeNs, TA a, string b, string kernel)
+        where TA : unmanaged
     {
         kernel ??= "";
         b ??= "";

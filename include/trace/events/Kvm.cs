@@ -101,7 +101,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteLS(5, RunId, VmId, VcpuId, TimeNs, Gva, Reason, Kernel);
+            Write(5, RunId, VmId, VcpuId, TimeNs, Gva, Reason, Kernel);
         }
     }
 
@@ -139,7 +139,7 @@ public sealed class KvmTrace : TracepointSource
     {
         if (IsEnabled(EventLevel.Informational, Keywords.AsyncPf))
         {
-            WriteIS(8, RunId, VmId, VcpuId, TimeNs, Queued, Change, Kernel);
+            Write(8, RunId, VmId, VcpuId, TimeNs, Queued, Change, Kernel);
         }
     }
 
