@@ -18,7 +18,7 @@ public sealed class X86Cpu
     private readonly SimTimer _entryTimer;
     private readonly SimTimer _exitTimer;
     private readonly ExitSource _exitSource = new();
-    private readonly Dictionary<ulong, ulong> _tlb = [];
+    private readonly Tlb _tlb = new();
 
     private long _debt;
     private long _segmentStart = -1;
@@ -145,7 +145,7 @@ public sealed class X86Cpu
     /// <summary>Invalidates every cached translation (INVEPT / INVVPID, or a shadow root change).</summary>
     public void FlushTlb()
     {
-        _tlb.Clear();
+        _tlb.Flush();
         RecheckStoreRun();
     }
 
@@ -572,7 +572,7 @@ public sealed class X86Cpu
         missAddress = 0;
         error = (write ? PfErr.Write : 0) | (user ? PfErr.User : 0);
         ulong page = gva >> PhysicalMemory.PageShift;
-        if (_tlb.ContainsKey(page))
+        if (_tlb.Contains(page))
         {
             return Walk.Hit;
         }
@@ -585,7 +585,7 @@ public sealed class X86Cpu
                 missAddress = gva;
                 return Walk.RootMiss;
             }
-            _tlb[page] = hpa;
+            _tlb.Set(page, hpa);
             return Walk.Hit;
         }
         ulong table = Cr3 & PteFrameMask;
@@ -615,7 +615,7 @@ public sealed class X86Cpu
             missAddress = gpa;
             return Walk.RootMiss;
         }
-        _tlb[page] = hpa;
+        _tlb.Set(page, hpa);
         return Walk.Hit;
     }
 

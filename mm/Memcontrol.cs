@@ -17,13 +17,88 @@ public sealed class MemCgroup(string name, long limitBytes)
     public long MaxUsage { get; set; }
 
     /// <summary>Protected by the zone's lru_lock: the cgroup's pages, oldest at the tail (a CLOCK; see vmscan).</summary>
-    public LinkedList<Page> Lru { get; } = new();
+    public PageLru Lru { get; } = new();
 
     /// <summary>Pages reclaimed (freed) from the cgroup.</summary>
     public long Reclaimed { get; set; }
 
     /// <summary>Times a charge had to wait for writeback to free memory.</summary>
     public long WritebackWaits { get; set; }
+}
+
+/// <summary>
+/// A list of pages linked through their own <c>page->lru</c> (a <c>list_head</c>), head first:
+/// adding, removing and rotating a page allocate nothing.
+/// </summary>
+public sealed class PageLru
+{
+    public int Count { get; private set; }
+
+    /// <summary>The most recently added page.</summary>
+    public Page? First { get; private set; }
+
+    /// <summary>The oldest page.</summary>
+    public Page? Last { get; private set; }
+
+    /// <summary>list_add(): links <paramref name="page"/> at the head.</summary>
+    public void AddFirst(Page page)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        if (page.OnLru is not null)
+        {
+            throw new InvalidOperationException($"{page} is already on an LRU list");
+        }
+        page.LruPrev = null;
+        page.LruNext = First;
+        if (First is not null)
+        {
+            First.LruPrev = page;
+        }
+        else
+        {
+            Last = page;
+        }
+        First = page;
+        page.OnLru = this;
+        Count++;
+    }
+
+    /// <summary>list_del(): unlinks <paramref name="page"/>.</summary>
+    public void Remove(Page page)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        if (!ReferenceEquals(page.OnLru, this))
+        {
+            throw new InvalidOperationException($"{page} is not on this LRU list");
+        }
+        if (page.LruPrev is { } prev)
+        {
+            prev.LruNext = page.LruNext;
+        }
+        else
+        {
+            First = page.LruNext;
+        }
+        if (page.LruNext is { } next)
+        {
+            next.LruPrev = page.LruPrev;
+        }
+        else
+        {
+            Last = page.LruPrev;
+        }
+        page.LruPrev = null;
+        page.LruNext = null;
+        page.OnLru = null;
+        Count--;
+    }
+
+    /// <summary>list_move(): <paramref name="page"/> goes to the head.</summary>
+    public void MoveToFirst(Page page)
+    {
+        Remove(page);
+        AddFirst(page);
+    }
 }
 
 // mm/memcontrol.c: charging pages to the memory cgroup and reclaiming when over the limit.
@@ -50,13 +125,19 @@ public sealed partial class Kernel
             if (freed == 0 && mem.Usage + (long)Pgtable.PAGE_SIZE > mem.Limit)
             {
                 mem.WritebackWaits++;
-                long before = mem.Usage;
-                await WaitEvent(_writebackWait, () => mem.Usage < before || mem.Usage + (long)Pgtable.PAGE_SIZE <= mem.Limit);
+                await WaitForWriteback(mem);
             }
         }
         mem.Usage += (long)Pgtable.PAGE_SIZE;
         mem.MaxUsage = Math.Max(mem.MaxUsage, mem.Usage);
         page.MemCgroup = mem;
+    }
+
+    /// <summary>Sleeps until writeback has uncharged a page of <paramref name="mem"/> or brought it under its limit.</summary>
+    private SimTask WaitForWriteback(MemCgroup mem)
+    {
+        long before = mem.Usage;
+        return WaitEvent(_writebackWait, () => mem.Usage < before || mem.Usage + (long)Pgtable.PAGE_SIZE <= mem.Limit);
     }
 
     /// <summary>
@@ -101,11 +182,11 @@ public sealed partial class Kernel
     public static void LruCacheAddLru(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
-        if (page.MemCgroup is not { } mem || page.LruNode is not null)
+        if (page.MemCgroup is not { } mem || page.OnLru is not null)
         {
             return;
         }
-        page.LruNode = mem.Lru.AddFirst(page);
+        mem.Lru.AddFirst(page);
         page.Set(PageFlags.PG_lru);
     }
 
@@ -113,10 +194,9 @@ public sealed partial class Kernel
     public static void DelPageFromLru(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
-        if (page.LruNode is { } node)
+        if (page.OnLru is { } lru)
         {
-            node.List!.Remove(node);
-            page.LruNode = null;
+            lru.Remove(page);
             page.Clear(PageFlags.PG_lru);
         }
     }

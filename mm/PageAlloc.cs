@@ -6,18 +6,22 @@ namespace Linux;
 public sealed partial class Kernel
 {
     private readonly Stack<ulong> _freeFrames = new();
-    private readonly Dictionary<ulong, Page> _memMap = [];
+    private Page?[] _memMap = new Page?[1024];
     private ulong _nextFrame;
     private ulong _lastFrame = ulong.MaxValue;
 
     /// <summary>Frames in use.</summary>
-    public long NrUsedPages => _memMap.Count;
+    public long NrUsedPages { get; private set; }
 
     /// <summary>Sets the range of frames the allocator hands out: [first, last).</summary>
     public void MemInit(ulong firstFrame, ulong lastFrame)
     {
         _nextFrame = firstFrame;
         _lastFrame = lastFrame;
+        if (lastFrame <= int.MaxValue)
+        {
+            _memMap = new Page?[lastFrame];
+        }
     }
 
     /// <summary>alloc_page(): a free frame, or null when memory is exhausted.</summary>
@@ -37,8 +41,14 @@ public sealed partial class Kernel
         {
             return null;
         }
+        if (pfn >= (ulong)_memMap.Length)
+        {
+            // mem_map covers every frame handed out so far; the host's grows with the VMM.
+            Array.Resize(ref _memMap, (int)Math.Max(pfn + 1, (ulong)_memMap.Length * 2));
+        }
         var page = new Page(pfn);
-        _memMap.Add(pfn, page);
+        _memMap[pfn] = page;
+        NrUsedPages++;
         return page;
     }
 
@@ -47,14 +57,16 @@ public sealed partial class Kernel
     public void __FreePage(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
-        if (!_memMap.Remove(page.Pfn))
+        if (page.Pfn >= (ulong)_memMap.Length || !ReferenceEquals(_memMap[page.Pfn], page))
         {
             throw new InvalidOperationException($"{Name}: double free of {page}");
         }
+        _memMap[page.Pfn] = null;
+        NrUsedPages--;
         Ram?.PutFrame(page.Pfn, null);
         _freeFrames.Push(page.Pfn);
     }
 
     /// <summary>pfn_to_page().</summary>
-    public Page? PfnToPage(ulong pfn) => _memMap.GetValueOrDefault(pfn);
+    public Page? PfnToPage(ulong pfn) => pfn < (ulong)_memMap.Length ? _memMap[pfn] : null;
 }

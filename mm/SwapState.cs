@@ -5,11 +5,14 @@ namespace Linux;
 // mm/swap_state.c: the swap cache.
 public sealed partial class Kernel
 {
-    /// <summary>swapper_space: swap-cache pages by slot.</summary>
-    private readonly Dictionary<ulong, Page> _swapperSpace = [];
+    /// <summary>Slots per node of <see cref="_swapperSpace"/>.</summary>
+    private const int SwapperSpaceNode = 1024;
+
+    /// <summary>swapper_space: swap-cache pages by slot, a radix tree of one level of nodes allocated as slots are used.</summary>
+    private Page?[]?[] _swapperSpace = [];
 
     /// <summary>Pages in the swap cache.</summary>
-    public int SwapCachePages => _swapperSpace.Count;
+    public int SwapCachePages { get; private set; }
 
     /// <summary>add_to_swap(): gives an anonymous page a slot and puts it in the swap cache.</summary>
     [Port("mm/swap_state.c", "add_to_swap")]
@@ -32,7 +35,19 @@ public sealed partial class Kernel
         ArgumentNullException.ThrowIfNull(page);
         page.Private = entry;
         page.Set(PageFlags.PG_swapcache | PageFlags.PG_swapbacked);
-        _swapperSpace.Add(entry.Offset, page);
+        int nodes = (int)((SwapInfo!.Pages + SwapperSpaceNode - 1) / SwapperSpaceNode);
+        if (_swapperSpace.Length != nodes)
+        {
+            Array.Resize(ref _swapperSpace, nodes);
+        }
+        var node = _swapperSpace[entry.Offset / SwapperSpaceNode] ??= new Page?[SwapperSpaceNode];
+        ref var slot = ref node[entry.Offset % SwapperSpaceNode];
+        if (slot is not null)
+        {
+            throw new InvalidOperationException($"{Name}: {entry} is already in the swap cache");
+        }
+        slot = page;
+        SwapCachePages++;
     }
 
     /// <summary>delete_from_swap_cache(): removes the page and drops the cache's reference to the slot.</summary>
@@ -41,7 +56,11 @@ public sealed partial class Kernel
     {
         ArgumentNullException.ThrowIfNull(page);
         var entry = page.Private;
-        _swapperSpace.Remove(entry.Offset);
+        if (_swapperSpace[entry.Offset / SwapperSpaceNode] is { } node && ReferenceEquals(node[entry.Offset % SwapperSpaceNode], page))
+        {
+            node[entry.Offset % SwapperSpaceNode] = null;
+            SwapCachePages--;
+        }
         page.Clear(PageFlags.PG_swapcache);
         page.Private = default;
         SwapFree(entry);
@@ -49,7 +68,10 @@ public sealed partial class Kernel
 
     /// <summary>lookup_swap_cache().</summary>
     [Port("mm/swap_state.c", "lookup_swap_cache")]
-    public Page? LookupSwapCache(SwpEntry entry) => _swapperSpace.GetValueOrDefault(entry.Offset);
+    public Page? LookupSwapCache(SwpEntry entry) =>
+        entry.Offset / SwapperSpaceNode < (ulong)_swapperSpace.Length && _swapperSpace[entry.Offset / SwapperSpaceNode] is { } node
+            ? node[entry.Offset % SwapperSpaceNode]
+            : null;
 
     /// <summary>
     /// read_swap_cache_async(): the swap-cache page for <paramref name="entry"/>, reading it from

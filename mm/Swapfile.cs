@@ -6,13 +6,17 @@ public sealed class SwapInfoStruct(long pages)
     /// <summary>Slots on the device; slot 0 holds the swap header and is never handed out.</summary>
     public long Pages { get; } = pages;
 
-    /// <summary>swap_map: use count of each slot (0 = free).</summary>
-    public Dictionary<ulong, int> SwapMap { get; } = [];
+    /// <summary>SWAP_MAP_MAX: the highest use count a slot can hold.</summary>
+    public const byte SWAP_MAP_MAX = 0x3e;
+
+    /// <summary>swap_map: use count of each slot (0 = free), a byte per slot as in Linux.</summary>
+    public byte[] SwapMap { get; } = new byte[pages];
 
     /// <summary>Where the next slot search starts (the cluster cursor).</summary>
     public ulong ClusterNext { get; set; } = 1;
 
-    public long InusePages => SwapMap.Count;
+    /// <summary>inuse_pages: slots with a non-zero count.</summary>
+    public long InusePages { get; set; }
 }
 
 // mm/swapfile.c: allocating and freeing swap slots.
@@ -45,36 +49,43 @@ public sealed partial class Kernel
             return null;
         }
         ulong offset = si.ClusterNext;
-        while (si.SwapMap.ContainsKey(offset))
+        while (si.SwapMap[offset] != 0)
         {
             offset = offset + 1 >= (ulong)si.Pages ? 1 : offset + 1;
         }
         si.SwapMap[offset] = 1;
+        si.InusePages++;
         si.ClusterNext = offset + 1 >= (ulong)si.Pages ? 1 : offset + 1;
         return new SwpEntry(0, offset);
     }
 
     /// <summary>swap_duplicate(): one more reference to the slot (a PTE as well as the swap cache).</summary>
     [Port("mm/swapfile.c", "swap_duplicate")]
-    public void SwapDuplicate(SwpEntry entry) => SwapInfo!.SwapMap[entry.Offset]++;
+    public void SwapDuplicate(SwpEntry entry)
+    {
+        var map = SwapInfo!.SwapMap;
+        if (map[entry.Offset] is 0 or SwapInfoStruct.SWAP_MAP_MAX)
+        {
+            throw new InvalidOperationException($"{Name}: swap_duplicate of {entry} with count {map[entry.Offset]}");
+        }
+        map[entry.Offset]++;
+    }
 
     /// <summary>swap_free(): drops a reference; the slot is free at zero.</summary>
     [Port("mm/swapfile.c", "swap_free")]
     public void SwapFree(SwpEntry entry)
     {
-        var map = SwapInfo!.SwapMap;
-        if (!map.TryGetValue(entry.Offset, out int count))
+        var si = SwapInfo!;
+        int count = si.SwapMap[entry.Offset];
+        if (count == 0)
         {
             throw new InvalidOperationException($"{Name}: swap_free of unused {entry}");
         }
-        if (count <= 1)
+        si.SwapMap[entry.Offset] = (byte)(count - 1);
+        if (count == 1)
         {
-            map.Remove(entry.Offset);
+            si.InusePages--;
             SwapDevice!.WriteContent((long)entry.Offset, null);
-        }
-        else
-        {
-            map[entry.Offset] = count - 1;
         }
     }
 }

@@ -34,10 +34,9 @@ public sealed partial class Kernel
         int started = 0;
         int scanned = 0;
         int maxScan = mem.Lru.Count * 2;
-        while (reclaimed + started < SWAP_CLUSTER_MAX && scanned < maxScan && mem.Lru.Last is { } node)
+        while (reclaimed + started < SWAP_CLUSTER_MAX && scanned < maxScan && mem.Lru.Last is { } page)
         {
             scanned++;
-            var page = node.Value;
             switch (ShrinkPageList(page))
             {
                 case ShrinkResult.Freed:
@@ -132,10 +131,6 @@ public sealed partial class Kernel
 
     private static void Rotate(Page page)
     {
-        if (page.LruNode is { } node && node.List is { } list)
-        {
-            list.Remove(node);
-            list.AddFirst(node);
-        }
+        page.OnLru?.MoveToFirst(page);
     }
 }

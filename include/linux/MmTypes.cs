@@ -42,8 +42,13 @@ public sealed class Page(ulong pfn)
     /// <summary>page_cgroup: the memory cgroup the page is charged to.</summary>
     public MemCgroup? MemCgroup { get; set; }
 
-    /// <summary>Protected by the zone's lru_lock: the page's place on its LRU list.</summary>
-    internal LinkedListNode<Page>? LruNode { get; set; }
+    /// <summary>page->lru: the page's neighbours on its LRU list (protected by the zone's lru_lock).</summary>
+    internal Page? LruPrev { get; set; }
+
+    internal Page? LruNext { get; set; }
+
+    /// <summary>The LRU list the page is on, or null.</summary>
+    internal PageLru? OnLru { get; set; }
 
     public bool Test(PageFlags flag) => (Flags & flag) != 0;
 

@@ -8,10 +8,10 @@ public sealed class KvmLapic(KvmVcpu vcpu)
     public KvmVcpu Vcpu { get; } = vcpu;
 
     /// <summary>Interrupt request register, one bit per vector.</summary>
-    public bool[] Irr { get; } = new bool[256];
+    public ApicVectorRegister Irr { get; } = new();
 
     /// <summary>In-service register.</summary>
-    public bool[] Isr { get; } = new bool[256];
+    public ApicVectorRegister Isr { get; } = new();
 
     /// <summary>APIC_LVTT.</summary>
     public ulong Lvtt { get; set; }
@@ -27,6 +27,44 @@ public sealed class KvmLapic(KvmVcpu vcpu)
 
     /// <summary>Timer interrupts injected.</summary>
     public long TimerInjected { get; set; }
+}
+
+/// <summary>
+/// One of the APIC's 256-bit vector registers (IRR, ISR, TMR), as four 64-bit words instead of
+/// the APIC page's eight 32-bit ones; <see cref="Highest"/> is lapic.c's find_highest_vector().
+/// </summary>
+public sealed class ApicVectorRegister
+{
+    private readonly ulong[] _words = new ulong[4];
+
+    public bool this[int vector]
+    {
+        get => (_words[vector >> 6] & (1UL << (vector & 63))) != 0;
+        set
+        {
+            if (value)
+            {
+                _words[vector >> 6] |= 1UL << (vector & 63);
+            }
+            else
+            {
+                _words[vector >> 6] &= ~(1UL << (vector & 63));
+            }
+        }
+    }
+
+    /// <summary>The highest vector set, or -1.</summary>
+    public int Highest()
+    {
+        for (int w = _words.Length - 1; w >= 0; w--)
+        {
+            if (_words[w] != 0)
+            {
+                return (w << 6) + 63 - System.Numerics.BitOperations.LeadingZeroCount(_words[w]);
+            }
+        }
+        return -1;
+    }
 }
 
 // arch/x86/kvm/lapic.c (patch 0), x2APIC register interface only.
@@ -112,12 +150,12 @@ public sealed partial class Kernel
     {
         ArgumentNullException.ThrowIfNull(vcpu);
         var apic = vcpu.Arch.Apic;
-        int irr = Highest(apic.Irr);
+        int irr = apic.Irr.Highest();
         if (irr < 0)
         {
             return -1;
         }
-        int isr = Highest(apic.Isr);
+        int isr = apic.Isr.Highest();
         return isr >= 0 && (irr >> 4) <= (isr >> 4) ? -1 : irr;
     }
 
@@ -138,7 +176,7 @@ public sealed partial class Kernel
     [Port("arch/x86/kvm/lapic.c", "apic_set_eoi")]
     private void ApicSetEoi(KvmLapic apic)
     {
-        int isr = Highest(apic.Isr);
+        int isr = apic.Isr.Highest();
         if (isr >= 0)
         {
             apic.Isr[isr] = false;
@@ -161,17 +199,5 @@ public sealed partial class Kernel
         var target = kvm.Vcpus[destination];
         target.Arch.Apic.Irr[vector] = true;
         KvmVcpuKick(target);
-    }
-
-    private static int Highest(bool[] bits)
-    {
-        for (int v = bits.Length - 1; v >= 0; v--)
-        {
-            if (bits[v])
-            {
-                return v;
-            }
-        }
-        return -1;
     }
 }

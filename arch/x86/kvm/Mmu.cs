@@ -95,7 +95,7 @@ public sealed partial class Kernel
             {
                 return (false, pfn);
             }
-            if (halt && vcpu.AsyncPfQueue.Exists(w => w.Gfn == gfn && !w.WakeupAll))
+            if (halt && AsyncPfWaitsFor(vcpu, gfn))
             {
                 vcpu.Arch.ApfHalted = true; // the same page again: halt until it is in
                 return (true, 0);
@@ -118,6 +118,19 @@ public sealed partial class Kernel
         return (false, synced);
     }
 
+
+    /// <summary>True if <paramref name="vcpu"/> already waits for <paramref name="gfn"/> (the halt variant's "same page again").</summary>
+    private static bool AsyncPfWaitsFor(KvmVcpu vcpu, ulong gfn)
+    {
+        foreach (var work in vcpu.AsyncPfQueue)
+        {
+            if (work.Gfn == gfn && !work.WakeupAll)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
     /// <summary>
     /// can_do_async_pf() (patch 8, CPL rule widened by patch 12): the guest enabled async PF, no
     /// event waits to be re-injected, the guest can take an interrupt, and it runs in user mode

@@ -8,9 +8,16 @@ namespace Linux;
 /// </summary>
 public sealed class SoftPageTable : PageTable
 {
-    private readonly Dictionary<ulong, ulong> _ptes = [];
+    private const int PtrsPerPte = 512;
 
-    public override SimTask<ulong> ReadPte(ulong address) => _ptes.GetValueOrDefault(address >> Pgtable.PAGE_SHIFT);
+    /// <summary>The last-level tables, by the address bits above them (the pmd index).</summary>
+    private readonly Dictionary<ulong, ulong[]> _pteTables = [];
+
+    /// <summary>The table of the last access: faults of one VMM mapping fall in few tables.</summary>
+    private ulong _lastPmd = ulong.MaxValue;
+    private ulong[]? _lastTable;
+
+    public override SimTask<ulong> ReadPte(ulong address) => PeekPte(address)!.Value;
 
     public override SimTask WritePte(ulong address, ulong pte)
     {
@@ -18,19 +25,39 @@ public sealed class SoftPageTable : PageTable
         return SimTask.CompletedTask;
     }
 
-    public override ulong? PeekPte(ulong address) => _ptes.GetValueOrDefault(address >> Pgtable.PAGE_SHIFT);
+    public override ulong? PeekPte(ulong address) =>
+        Table(address, create: false) is { } table ? table[Index(address)] : 0;
 
     public override bool PokePte(ulong address, ulong pte)
     {
-        if (pte == 0)
+        if (Table(address, create: pte != 0) is { } table)
         {
-            _ptes.Remove(address >> Pgtable.PAGE_SHIFT);
-        }
-        else
-        {
-            _ptes[address >> Pgtable.PAGE_SHIFT] = pte;
+            table[Index(address)] = pte;
         }
         return true;
+    }
+
+    private static int Index(ulong address) => (int)((address >> Pgtable.PAGE_SHIFT) & (PtrsPerPte - 1));
+
+    private ulong[]? Table(ulong address, bool create)
+    {
+        ulong pmd = address >> (Pgtable.PAGE_SHIFT + 9);
+        if (pmd == _lastPmd)
+        {
+            return _lastTable;
+        }
+        if (!_pteTables.TryGetValue(pmd, out var table))
+        {
+            if (!create)
+            {
+                return null;
+            }
+            table = new ulong[PtrsPerPte];
+            _pteTables.Add(pmd, table);
+        }
+        _lastPmd = pmd;
+        _lastTable = table;
+        return table;
     }
 }
 

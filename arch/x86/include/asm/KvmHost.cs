@@ -62,7 +62,7 @@ public sealed class KvmVcpuArch
 public sealed class KvmArch
 {
     /// <summary>Protected by mmu_lock: the EPT, gfn → spte (host pfn, writable bit).</summary>
-    public Dictionary<ulong, ulong> Ept { get; } = [];
+    public GfnTable Ept { get; } = new();
 
     /// <summary>Protected by mmu_lock: shadow tables, (guest CR3, guest page) → spte.</summary>
     public Dictionary<(ulong Cr3, ulong Vpn), ulong> Shadow { get; } = [];
@@ -71,7 +71,7 @@ public sealed class KvmArch
     public Dictionary<ulong, List<(ulong Cr3, ulong Vpn)>> ShadowRmap { get; } = [];
 
     /// <summary>Protected by mmu_lock: the shadow direct map of the guest kernel, gfn → spte.</summary>
-    public Dictionary<ulong, ulong> ShadowDirect { get; } = [];
+    public GfnTable ShadowDirect { get; } = new();
 
     /// <summary>Every spte that maps <paramref name="gfn"/>: its EPT entry, its shadow direct-map spte, its shadow sptes under any CR3.</summary>
     public IEnumerable<ulong> SptesOf(ulong gfn)
@@ -106,6 +106,79 @@ public sealed class KvmArch
     public long SptesZapped { get; set; }
 }
 
+/// <summary>
+/// Sptes indexed by gfn: the last level of a TDP table flattened over guest-physical memory
+/// (an spte of 0 is not present). Grows with the highest gfn mapped.
+/// </summary>
+public sealed class GfnTable : IEnumerable<KeyValuePair<ulong, ulong>>
+{
+    private ulong[] _sptes = new ulong[512];
+
+    /// <summary>Present sptes.</summary>
+    public int Count { get; private set; }
+
+    public ulong this[ulong gfn]
+    {
+        set
+        {
+            if (value == 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), "an installed spte is present");
+            }
+            if (gfn >= (ulong)_sptes.Length)
+            {
+                Array.Resize(ref _sptes, (int)Math.Max(gfn + 1, (ulong)_sptes.Length * 2));
+            }
+            if (_sptes[gfn] == 0)
+            {
+                Count++;
+            }
+            _sptes[gfn] = value;
+        }
+    }
+
+    /// <summary>All present sptes, by increasing gfn.</summary>
+    public IEnumerable<ulong> Values => this.Select(entry => entry.Value);
+
+    public bool TryGetValue(ulong gfn, out ulong spte)
+    {
+        spte = gfn < (ulong)_sptes.Length ? _sptes[gfn] : 0;
+        return spte != 0;
+    }
+
+    public bool ContainsKey(ulong gfn) => TryGetValue(gfn, out _);
+
+    public bool Remove(ulong gfn, out ulong spte)
+    {
+        if (!TryGetValue(gfn, out spte))
+        {
+            return false;
+        }
+        _sptes[gfn] = 0;
+        Count--;
+        return true;
+    }
+
+    public void Clear()
+    {
+        Array.Clear(_sptes);
+        Count = 0;
+    }
+
+    public IEnumerator<KeyValuePair<ulong, ulong>> GetEnumerator()
+    {
+        for (ulong gfn = 0; gfn < (ulong)_sptes.Length; gfn++)
+        {
+            if (_sptes[gfn] != 0)
+            {
+                yield return new(gfn, _sptes[gfn]);
+            }
+        }
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
+
 /// <summary>Bits of an spte in the port's tables.</summary>
 public static class Spte
 {
@@ -124,6 +197,15 @@ public static class Spte
     {
         ArgumentNullException.ThrowIfNull(table);
         bool found = table.TryGetValue(key, out ulong spte);
+        hostPhysical = found ? Pfn(spte) << Pgtable.PAGE_SHIFT : 0;
+        return found;
+    }
+
+    /// <inheritdoc cref="TryLookup{TKey}"/>
+    public static bool TryLookup(GfnTable table, ulong gfn, out ulong hostPhysical)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        bool found = table.TryGetValue(gfn, out ulong spte);
         hostPhysical = found ? Pfn(spte) << Pgtable.PAGE_SHIFT : 0;
         return found;
     }
