@@ -32,12 +32,13 @@ public sealed class PhysicalMemory : IPhysicalMemory
     public const int PageShift = 12;
     public const int PageSize = 1 << PageShift;
 
-    private readonly Dictionary<ulong, byte[]> _frames = [];
+    /// <summary>Content by frame number; grows with the highest frame that ever held content.</summary>
+    private byte[]?[] _frames = new byte[]?[1024];
 
-    public int FramesWithContent => _frames.Count;
+    public int FramesWithContent { get; private set; }
 
     public ulong ReadU64(ulong hpa) =>
-        _frames.TryGetValue(hpa >> PageShift, out var f) ? BitConverter.ToUInt64(f, Offset(hpa, 8)) : 0;
+        Existing(hpa >> PageShift) is { } f ? BitConverter.ToUInt64(f, Offset(hpa, 8)) : 0;
 
     public void WriteU64(ulong hpa, ulong value)
     {
@@ -49,7 +50,7 @@ public sealed class PhysicalMemory : IPhysicalMemory
     }
 
     public uint ReadU32(ulong hpa) =>
-        _frames.TryGetValue(hpa >> PageShift, out var f) ? BitConverter.ToUInt32(f, Offset(hpa, 4)) : 0;
+        Existing(hpa >> PageShift) is { } f ? BitConverter.ToUInt32(f, Offset(hpa, 4)) : 0;
 
     public void WriteU32(ulong hpa, uint value)
     {
@@ -60,24 +61,46 @@ public sealed class PhysicalMemory : IPhysicalMemory
         }
     }
 
-    public byte[]? TakeFrame(ulong pfn) => _frames.Remove(pfn, out var f) ? f : null;
+    public byte[]? TakeFrame(ulong pfn)
+    {
+        var f = Existing(pfn);
+        if (f is not null)
+        {
+            _frames[pfn] = null;
+            FramesWithContent--;
+        }
+        return f;
+    }
 
     public void PutFrame(ulong pfn, byte[]? content)
     {
-        if (content is null)
+        TakeFrame(pfn);
+        if (content is not null)
         {
-            _frames.Remove(pfn);
+            Slot(pfn) = content;
+            FramesWithContent++;
         }
-        else
+    }
+
+    private byte[]? Existing(ulong pfn) => pfn < (ulong)_frames.Length ? _frames[pfn] : null;
+
+    private ref byte[]? Slot(ulong pfn)
+    {
+        if (pfn >= (ulong)_frames.Length)
         {
-            _frames[pfn] = content;
+            if (pfn > int.MaxValue)
+            {
+                throw new ArgumentOutOfRangeException(nameof(pfn), $"frame {pfn:x} is beyond the simulated memory");
+            }
+            Array.Resize(ref _frames, (int)Math.Min(int.MaxValue, Math.Max(pfn + 1, (ulong)_frames.Length * 2)));
         }
+        return ref _frames[pfn];
     }
 
     private byte[]? Frame(ulong hpa, bool create)
     {
         ulong pfn = hpa >> PageShift;
-        if (_frames.TryGetValue(pfn, out var f))
+        if (Existing(pfn) is { } f)
         {
             return f;
         }
@@ -86,7 +109,8 @@ public sealed class PhysicalMemory : IPhysicalMemory
             return null;
         }
         f = new byte[PageSize];
-        _frames[pfn] = f;
+        Slot(pfn) = f;
+        FramesWithContent++;
         return f;
     }
 

@@ -12,9 +12,7 @@ public sealed class Tlb
 {
     private const ulong Fibonacci = 0x9E37_79B9_7F4A_7C15UL;
 
-    private ulong[] _vpn = new ulong[256];
-    private ulong[] _hpa = new ulong[256];
-    private uint[] _filled = new uint[256];
+    private Entry[] _entries = new Entry[256];
     private uint _generation = 1;
     private int _shift = 64 - 8;
 
@@ -23,12 +21,13 @@ public sealed class Tlb
 
     public bool TryGet(ulong vpn, out ulong hpa)
     {
-        int mask = _vpn.Length - 1;
-        for (int i = Home(vpn); _filled[i] == _generation; i = (i + 1) & mask)
+        var entries = _entries;
+        int mask = entries.Length - 1;
+        for (int i = Home(vpn); entries[i].Filled == _generation; i = (i + 1) & mask)
         {
-            if (_vpn[i] == vpn)
+            if (entries[i].Vpn == vpn)
             {
-                hpa = _hpa[i];
+                hpa = entries[i].Hpa;
                 return true;
             }
         }
@@ -40,56 +39,55 @@ public sealed class Tlb
 
     public void Set(ulong vpn, ulong hpa)
     {
-        if ((Count + 1) * 2 > _vpn.Length)
+        if ((Count + 1) * 2 > _entries.Length)
         {
             Grow();
         }
-        int mask = _vpn.Length - 1;
+        var entries = _entries;
+        int mask = entries.Length - 1;
         int i = Home(vpn);
-        for (; _filled[i] == _generation; i = (i + 1) & mask)
+        for (; entries[i].Filled == _generation; i = (i + 1) & mask)
         {
-            if (_vpn[i] == vpn)
+            if (entries[i].Vpn == vpn)
             {
-                _hpa[i] = hpa;
+                entries[i].Hpa = hpa;
                 return;
             }
         }
-        _vpn[i] = vpn;
-        _hpa[i] = hpa;
-        _filled[i] = _generation;
+        entries[i] = new Entry { Vpn = vpn, Hpa = hpa, Filled = _generation };
         Count++;
     }
 
     /// <summary>INVLPG: drops one translation.</summary>
     public void Remove(ulong vpn)
     {
-        int mask = _vpn.Length - 1;
+        var entries = _entries;
+        int mask = entries.Length - 1;
         int i = Home(vpn);
         for (; ; i = (i + 1) & mask)
         {
-            if (_filled[i] != _generation)
+            if (entries[i].Filled != _generation)
             {
                 return;
             }
-            if (_vpn[i] == vpn)
+            if (entries[i].Vpn == vpn)
             {
                 break;
             }
         }
         // Backward shift: move later entries of the chain into the hole when their home allows it.
         int hole = i;
-        for (int j = (hole + 1) & mask; _filled[j] == _generation; j = (j + 1) & mask)
+        for (int j = (hole + 1) & mask; entries[j].Filled == _generation; j = (j + 1) & mask)
         {
-            int home = Home(_vpn[j]);
+            int home = Home(entries[j].Vpn);
             bool movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
             if (movable)
             {
-                _vpn[hole] = _vpn[j];
-                _hpa[hole] = _hpa[j];
+                entries[hole] = entries[j];
                 hole = j;
             }
         }
-        _filled[hole] = 0;
+        entries[hole].Filled = 0;
         Count--;
     }
 
@@ -99,7 +97,7 @@ public sealed class Tlb
         Count = 0;
         if (++_generation == 0)
         {
-            Array.Clear(_filled);
+            Array.Clear(_entries);
             _generation = 1;
         }
     }
@@ -108,22 +106,26 @@ public sealed class Tlb
 
     private void Grow()
     {
-        var vpns = _vpn;
-        var hpas = _hpa;
-        var filled = _filled;
+        var old = _entries;
         uint generation = _generation;
-        _vpn = new ulong[vpns.Length * 2];
-        _hpa = new ulong[vpns.Length * 2];
-        _filled = new uint[vpns.Length * 2];
+        _entries = new Entry[old.Length * 2];
         _shift--;
         _generation = 1;
         Count = 0;
-        for (int i = 0; i < vpns.Length; i++)
+        foreach (var entry in old)
         {
-            if (filled[i] == generation)
+            if (entry.Filled == generation)
             {
-                Set(vpns[i], hpas[i]);
+                Set(entry.Vpn, entry.Hpa);
             }
         }
+    }
+
+    /// <summary>One slot: filled in generation <see cref="Filled"/> (stale once the generation moves on).</summary>
+    private struct Entry
+    {
+        public ulong Vpn;
+        public ulong Hpa;
+        public uint Filled;
     }
 }
