@@ -261,6 +261,29 @@ public sealed class X86Cpu
 
     public void WriteGuestU32(ulong gpa, uint value) => _ram.WriteU32(MappedOrThrow(gpa), value);
 
+    /// <summary>Reads a guest-physical u64 if its page is mapped now; false (and nothing read) if touching it would exit.</summary>
+    public bool TryReadGuestU64(ulong gpa, out ulong value)
+    {
+        if (Root is null || !Root.TryTranslatePhysical(gpa, out ulong hpa))
+        {
+            value = 0;
+            return false;
+        }
+        value = _ram.ReadU64(hpa | (gpa & (PhysicalMemory.PageSize - 1)));
+        return true;
+    }
+
+    /// <summary>Writes a guest-physical u64 if its page is mapped now; false (and nothing written) if touching it would exit.</summary>
+    public bool TryWriteGuestU64(ulong gpa, ulong value)
+    {
+        if (Root is null || !Root.TryTranslatePhysical(gpa, out ulong hpa))
+        {
+            return false;
+        }
+        _ram.WriteU64(hpa | (gpa & (PhysicalMemory.PageSize - 1)), value);
+        return true;
+    }
+
     /// <summary>True if guest-physical <paramref name="gpa"/> is mapped now (no exit needed to touch it).</summary>
     public bool GuestPhysicalMapped(ulong gpa) => Root is not null && Root.TryTranslatePhysical(gpa, out _);
 
@@ -380,7 +403,7 @@ public sealed class X86Cpu
         }
     }
 
-    /// <summary>Looks ahead through the store source for a run of hits and arms one segment for it.</summary>
+    /// <summary>Looks ahead through the store source for a run of hits and arms one segment for it; a miss at the head raises its fault.</summary>
     private void StartStoreRun(GuestContext ctx)
     {
         const int MaxRun = 4096;
@@ -388,8 +411,16 @@ public sealed class X86Cpu
         int index = 0;
         foreach (ulong queued in ctx.Lookahead)
         {
-            if (hits >= ctx.StoresLeft || hits >= MaxRun || !TryTranslateCached(queued, write: true, user: true))
+            if (hits >= ctx.StoresLeft || hits >= MaxRun)
             {
+                break;
+            }
+            if (!StoreHits(ctx, queued, hits))
+            {
+                if (hits == 0)
+                {
+                    return;
+                }
                 break;
             }
             hits++;
@@ -401,21 +432,34 @@ public sealed class X86Cpu
             {
                 ulong next = ctx.Source!.NextAddress();
                 ctx.Lookahead.Enqueue(next);
-                if (!TryTranslateCached(next, write: true, user: true))
+                if (!StoreHits(ctx, next, hits))
                 {
+                    if (hits == 0)
+                    {
+                        return;
+                    }
                     break;
                 }
                 hits++;
             }
         }
-        if (hits > 0)
+        _segmentStores = hits;
+        StartSegment(SegmentOwner.User, hits * ctx.StoreCost);
+    }
+
+    /// <summary>Translates the store at <paramref name="gva"/>; a miss at the head of a run (<paramref name="position"/> 0) raises its fault at once.</summary>
+    private bool StoreHits(GuestContext ctx, ulong gva, int position)
+    {
+        var outcome = Translate(gva, write: true, user: true, out ulong missAddress, out PfErr error);
+        if (outcome == Walk.Hit)
         {
-            _segmentStores = hits;
-            StartSegment(SegmentOwner.User, hits * ctx.StoreCost);
-            return;
+            return true;
         }
-        // The head of the lookahead misses: take the fault.
-        TranslateOrFault(ctx, ctx.Lookahead.Peek());
+        if (position == 0)
+        {
+            RaiseFault(ctx, gva, outcome, missAddress, error);
+        }
+        return false;
     }
 
     private void StartSegment(SegmentOwner owner, long length)
@@ -540,20 +584,29 @@ public sealed class X86Cpu
     private bool TranslateOrFault(GuestContext ctx, ulong gva)
     {
         var outcome = Translate(gva, write: true, user: true, out ulong missAddress, out PfErr error);
+        if (outcome == Walk.Hit)
+        {
+            return true;
+        }
+        RaiseFault(ctx, gva, outcome, missAddress, error);
+        return false;
+    }
+
+    /// <summary>A user store missed: the guest's #PF, or the exit to the host's MMU.</summary>
+    private void RaiseFault(GuestContext ctx, ulong gva, Walk outcome, ulong missAddress, PfErr error)
+    {
         switch (outcome)
         {
-            case Walk.Hit:
-                return true;
             case Walk.GuestFault:
                 Cr2 = gva;
                 DeliverException(ctx, Vectors.PageFault, (uint)error);
-                return false;
+                return;
             case Walk.RootMiss when Root!.TwoDimensional:
                 Exit(new VmExit(ExitReason.EptViolation, GuestPhysical: missAddress, GuestLinear: gva, ErrorCode: (uint)error, Cpl: ctx.Cpl));
-                return false;
+                return;
             default:
                 Exit(new VmExit(ExitReason.ExceptionNmi, GuestLinear: gva, ErrorCode: (uint)error, Cpl: ctx.Cpl));
-                return false;
+                return;
         }
     }
 
@@ -563,9 +616,6 @@ public sealed class X86Cpu
         GuestFault,
         RootMiss,
     }
-
-    private bool TryTranslateCached(ulong gva, bool write, bool user) =>
-        Translate(gva, write, user, out _, out _) == Walk.Hit;
 
     private Walk Translate(ulong gva, bool write, bool user, out ulong missAddress, out PfErr error)
     {

@@ -73,7 +73,59 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
     private static ulong EntryAddress(ulong table, ulong address, int level) =>
         table + (((address >> (Pgtable.PAGE_SHIFT + (9 * level))) & 511) * 8);
 
-    public override async SimTask<ulong> ReadPte(ulong address)
+    /// <remarks>
+    /// When every table page on the way is mapped the walk completes at once; otherwise it goes
+    /// level by level, touching (and so faulting in) each table page it needs.
+    /// </remarks>
+    public override SimTask<ulong> ReadPte(ulong address) =>
+        TryWalk(address, out ulong pte) ? pte : ReadPteWalking(address);
+
+    /// <remarks>
+    /// When every table page on the way is mapped and present the store happens at once;
+    /// otherwise the walk goes level by level, allocating the missing tables.
+    /// </remarks>
+    public override SimTask WritePte(ulong address, ulong pte) =>
+        TryWriteMapped(address, pte) ? SimTask.CompletedTask : WritePteWalking(address, pte);
+
+    /// <summary>The walk with no table page to touch: false if one of them is not mapped.</summary>
+    private bool TryWalk(ulong address, out ulong pte)
+    {
+        var cpu = kernel.Current.Context!.Cpu!;
+        ulong table = Pgd;
+        for (int level = 3; level > 0; level--)
+        {
+            if (!cpu.TryReadGuestU64(EntryAddress(table, address, level), out ulong entry))
+            {
+                pte = 0;
+                return false;
+            }
+            if (!Pgtable.PtePresent(entry))
+            {
+                pte = 0;
+                return true;
+            }
+            table = entry & Pgtable.PTE_PFN_MASK;
+        }
+        return cpu.TryReadGuestU64(EntryAddress(table, address, 0), out pte);
+    }
+
+    /// <summary>The store with every table present and mapped: false (and nothing written) otherwise.</summary>
+    private bool TryWriteMapped(ulong address, ulong pte)
+    {
+        var cpu = kernel.Current.Context!.Cpu!;
+        ulong table = Pgd;
+        for (int level = 3; level > 0; level--)
+        {
+            if (!cpu.TryReadGuestU64(EntryAddress(table, address, level), out ulong entry) || !Pgtable.PtePresent(entry))
+            {
+                return false;
+            }
+            table = entry & Pgtable.PTE_PFN_MASK;
+        }
+        return cpu.TryWriteGuestU64(EntryAddress(table, address, 0), pte);
+    }
+
+    private async SimTask<ulong> ReadPteWalking(ulong address)
     {
         ulong table = Pgd;
         for (int level = 3; level > 0; level--)
@@ -88,7 +140,7 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
         return await ReadEntry(EntryAddress(table, address, 0));
     }
 
-    public override async SimTask WritePte(ulong address, ulong pte)
+    private async SimTask WritePteWalking(ulong address, ulong pte)
     {
         ulong table = Pgd;
         for (int level = 3; level > 0; level--)
@@ -139,10 +191,11 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
     private async SimTask<ulong> ReadEntry(ulong gpa)
     {
         var ctx = kernel.Current.Context!;
-        if (!ctx.Cpu!.GuestPhysicalMapped(gpa))
+        if (ctx.Cpu!.TryReadGuestU64(gpa, out ulong entry))
         {
-            await ctx.Touch(gpa);
+            return entry;
         }
+        await ctx.Touch(gpa);
         return ctx.Cpu!.ReadGuestU64(gpa);
     }
 
