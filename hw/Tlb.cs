@@ -12,7 +12,9 @@ public sealed class Tlb
 {
     private const ulong Fibonacci = 0x9E37_79B9_7F4A_7C15UL;
 
-    private Entry[] _entries = new Entry[256];
+    private const int MinSlots = 256;
+
+    private Entry[] _entries = new Entry[MinSlots];
     private uint _generation = 1;
     private int _shift = 64 - 8;
 
@@ -91,9 +93,18 @@ public sealed class Tlb
         Count--;
     }
 
-    /// <summary>Drops every translation.</summary>
+    /// <summary>Drops every translation. A table that grew far beyond what it held is given back, so that lookups stay in cache.</summary>
     public void Flush()
     {
+        if (_entries.Length > MinSlots && Count * 8 < _entries.Length)
+        {
+            int slots = (int)Math.Max(MinSlots, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Count * 4));
+            _entries = new Entry[slots];
+            _shift = 64 - System.Numerics.BitOperations.Log2((uint)slots);
+            _generation = 1;
+            Count = 0;
+            return;
+        }
         Count = 0;
         if (++_generation == 0)
         {
