@@ -16,7 +16,8 @@ namespace KvmApf.TraceBench;
 /// in-process <see cref="EventListener"/> enabled for every event of every provider, and (c) with
 /// a <c>.nettrace</c> capture through an EventPipe session on the process itself (stack walks off),
 /// in that order. Reports medians, the ratios (b)/(a) and (c)/(a), events per second with capture
-/// on, and the disabled path's cost over a run's events as a share of (a).
+/// on, the disabled path's cost over a run's events as a share of (a), and what an enabled event
+/// costs: in the run, against what a ratio of 1.3 allows, and with a listener in an empty loop.
 /// </summary>
 public static class TraceBenchApp
 {
@@ -140,6 +141,10 @@ public static class TraceBenchApp
         o.WriteLine($"events written per second with capture on: {F(events / mc, 0)} (per wall second of (c))");
         o.WriteLine($"disabled tracepoints over a run: {events} events x {F(worstDisabled, 2)} ns = {F(disabledSeconds * 1e3, 1)} ms, "
             + $"{F(100 * disabledSeconds / ma, 2)}% of (a) (target < 3%)");
+        double budgetNs = 0.3 * ma / events * 1e9;
+        double listenerFloor = ListenerFloor(Math.Min(calls, 5_000_000));
+        o.WriteLine($"per event: (b) costs {F((mb - ma) / events * 1e9, 0)} ns, (c) {F((mc - ma) / events * 1e9, 0)} ns; a ratio of 1.3 allows {F(budgetNs, 0)} ns "
+            + $"({events} events in 30% of (a)); an in-process listener alone costs {F(listenerFloor, 0)} ns per kvm_entry in a loop that does nothing else");
         return 0;
     }
 
@@ -191,6 +196,26 @@ public static class TraceBenchApp
             results.Add((name, best));
         }
         return results;
+    }
+
+    /// <summary>ns per <c>kvm_entry</c> with the counting listener of (b) attached, in a loop that does nothing else: the least an enabled event can cost.</summary>
+    private static double ListenerFloor(long calls)
+    {
+        var site = new CallSite();
+        using var listener = new CountingListener();
+        site.Entry(100_000);
+        double best = double.MaxValue;
+        for (int i = 0; i < 3; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            site.Entry(calls);
+            best = Math.Min(best, watch.Elapsed.TotalNanoseconds / calls);
+        }
+        if (listener.Count < calls)
+        {
+            throw new InvalidOperationException($"the listener saw {listener.Count} of {calls} events: the floor was not measured");
+        }
+        return best;
     }
 
     private static string F(double value, int decimals) =>
