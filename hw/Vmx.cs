@@ -87,8 +87,13 @@ public interface IInterruptDescriptorTable
     /// <summary>An external interrupt or IPI. Interrupt handlers cannot sleep.</summary>
     void DeliverInterrupt(X86Cpu cpu, byte vector);
 
-    /// <summary>An exception (a #PF here); its handler may sleep, so it is awaited. CR2 holds the address.</summary>
-    SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode);
+    /// <summary>
+    /// An exception (a #PF here); its handler may sleep, so it is awaited. CR2 holds the address.
+    /// <paramref name="savedCpl"/> is the privilege level of the code the exception interrupted, as
+    /// the CPU saves it (CS) in the exception frame: what the handler's return path tests
+    /// (<c>user_mode(regs)</c>), since the context itself is at CPL 0 while the handler runs.
+    /// </summary>
+    SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode, int savedCpl);
 
     /// <summary>The guest-physical pages that delivering an event on <paramref name="ctx"/> touches
     /// (IDT, handler text, per-CPU data, the kernel stack); returns how many it wrote.</summary>

@@ -683,9 +683,10 @@ public sealed class X86Cpu
         }
         Resuming?.Invoke(this, ctx);
         Charge(_costs.GuestEventDeliveryNs);
+        int savedCpl = endsHalt ? 0 : ctx.Cpl; // the frame's CS, taken before the handler's entry changes the context (HLT runs at CPL 0)
         bool savedKernelOp = SaveKernelOp(ctx);
         ctx.HandlerDepth++;
-        var awaiter = idt.DeliverException(this, vector, errorCode).GetAwaiter();
+        var awaiter = idt.DeliverException(this, vector, errorCode, savedCpl).GetAwaiter();
         if (awaiter.IsCompleted)
         {
             HandlerReturned(ctx, savedKernelOp, endsHalt);

@@ -496,10 +496,10 @@ public sealed class GuestHwRig
             inner.DeliverInterrupt(cpu, vector);
         }
 
-        public SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode)
+        public SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode, int savedCpl)
         {
             rig.Log(cpu.Id, HwEventKind.ExceptionDelivered, cpu.Cr2, vector);
-            return inner.DeliverException(cpu, vector, errorCode);
+            return inner.DeliverException(cpu, vector, errorCode, savedCpl);
         }
 
         public int DeliveryFootprint(X86Cpu cpu, GuestContext ctx, Span<ulong> pages) => inner.DeliveryFootprint(cpu, ctx, pages);

@@ -19,7 +19,7 @@ public abstract class HostGuestGates : IInterruptDescriptorTable
     public abstract void DeliverInterrupt(X86Cpu cpu, byte vector);
 
     /// <inheritdoc/>
-    public abstract SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode);
+    public abstract SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode, int savedCpl);
 
     /// <summary>The guest-physical pages delivering an event on <paramref name="ctx"/> touches (none unless a fixture says so).</summary>
     public abstract IReadOnlyList<ulong> Footprint(X86Cpu cpu, GuestContext ctx);

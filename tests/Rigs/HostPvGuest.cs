@@ -47,7 +47,7 @@ public sealed class HostPvGuest
         AreaGpa = HostApfRig.AreaGpaOf(cpu.Id);
         Gates = Substitute.For<HostGuestGates>();
         Gates.Footprint(Arg.Any<X86Cpu>(), Arg.Any<GuestContext>()).Returns(Array.Empty<ulong>());
-        Gates.DeliverException(Arg.Any<X86Cpu>(), Arg.Any<byte>(), Arg.Any<uint>())
+        Gates.DeliverException(Arg.Any<X86Cpu>(), Arg.Any<byte>(), Arg.Any<uint>(), Arg.Any<int>())
             .Returns(ci => OnException(ci.ArgAt<X86Cpu>(0), ci.ArgAt<byte>(1), ci.ArgAt<uint>(2)));
         Gates.When(g => g.DeliverInterrupt(Arg.Any<X86Cpu>(), Arg.Any<byte>())).Do(ci => OnInterrupt(ci.ArgAt<X86Cpu>(0)));
         Idle = new GuestContext($"idle{cpu.Id}");

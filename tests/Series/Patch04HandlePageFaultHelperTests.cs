@@ -16,6 +16,7 @@ namespace KvmApf.Tests.Series;
 public sealed class Patch04HandlePageFaultHelperTests
 {
     private const long Ms = 1_000_000;
+    private const long Us = 1_000;
 
     private const uint NotPresent = ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT;
     private const uint PageReady = ApfAbi.KVM_PV_REASON_PAGE_READY;
@@ -186,6 +187,97 @@ public sealed class Patch04HandlePageFaultHelperTests
             Assert.That(onCpu0.Select(t => t.State), Is.All.EqualTo(TaskStates.TASK_RUNNING));
             Assert.That(onCpu1.Select(t => t.State), Is.All.EqualTo(TaskStates.TASK_UNINTERRUPTIBLE), "CPU 1's waiters sleep on");
             Assert.That(onCpu1.Select(t => t.OnRq), Is.All.False);
+        }
+    }
+
+    // ---- the page-ready's return path (page_fault in entry_64.S) -----------------------------
+
+    /// <summary>
+    /// One CPU: thread "s" and <paramref name="victim"/> share it until s is put to sleep on a
+    /// token; the victim then runs alone for 20 ms, so the page-ready that wakes s finds the victim
+    /// far ahead in vruntime and check_preempt_wakeup sets the victim's need_resched. The page-ready
+    /// is injected once <paramref name="victimBusy"/> holds while the victim is current. Returns
+    /// when s has run again.
+    /// </summary>
+    private static PageReadyWake WakeSleeperWhileVictimRuns(GuestHwRig rig, Func<TaskStruct?> victim, Func<bool> victimBusy)
+    {
+        TaskStruct? s = null;
+        rig.RunUntil(() => (s = rig.Guest.Tasks.Find(t => t.Comm == "s")) is not null && victim() is not null, 100 * Ms, "threads created");
+        uint token = GuestHwRig.Token(9, 0);
+        rig.PutToSleep(s!, token);
+        rig.RunFor(20 * Ms);
+        var v = victim()!;
+        rig.RunUntil(() => rig.Cpus[0].InGuestMode && ReferenceEquals(rig.Cpus[0].Current, v.Context) && victimBusy(), 20 * Ms, $"{v} busy");
+        var resumes = rig.WatchResumes(s!.Context!);
+        int mark = rig.Events.Count;
+        rig.InjectAsyncPf(0, PageReady, token);
+        rig.RunUntil(() => rig.Drained(0) && s.State == TaskStates.TASK_RUNNING, 10 * Ms, "the page-ready woke s");
+        var currAfterHandler = rig.Guest.Runqueues[0].Curr;
+        bool victimNeedResched = v.NeedResched;
+        rig.RunUntil(() => resumes.Count > 0, 50 * Ms, "s ran again");
+        var delivered = rig.Events.Skip(mark).First(e => e.Kind == HwEventKind.ExceptionDelivered && e.Address == token);
+        return new PageReadyWake(delivered.AtNs, resumes[0], currAfterHandler, victimNeedResched);
+    }
+
+    private readonly record struct PageReadyWake(long DeliveredAt, long SleeperResumedAt, TaskStruct CurrAfterHandler, bool VictimNeedResched);
+
+    [Test]
+    public void PageFault_PageReadyInterruptsKernelThreadWithNeedResched_ReturnsToItWithoutScheduling()
+    {
+        var rig = new GuestHwRig(new GuestHwOptions());
+        var stretchEnds = new List<long>();
+        long stretchStart = -1;
+        TaskStruct? k = null;
+        rig.Boot(async (r, _) =>
+        {
+            await r.Libc.PthreadCreate("s", t => GuestHwRig.Spin(t, () => false));
+            // A kernel thread, so no syscall: kernel code in 5 ms stretches, each followed by cond_resched().
+            k = r.Guest.DoFork("kthread", null, async t =>
+            {
+                while (true)
+                {
+                    stretchStart = r.Loop.Now;
+                    await t.Context!.KernelCompute(5 * Ms);
+                    stretchEnds.Add(r.Loop.Now);
+                    if (t.NeedResched)
+                    {
+                        await r.Guest.Schedule();
+                    }
+                }
+            });
+            await r.Libc.Sleep(long.MaxValue / 4);
+        });
+        var wake = WakeSleeperWhileVictimRuns(rig, () => k, () => k!.Context!.InKernelOperation && rig.Loop.Now - stretchStart is >= Ms and <= 2 * Ms);
+        rig.RunUntil(() => stretchEnds.Exists(t => t >= wake.DeliveredAt), 50 * Ms, "the kernel thread's stretch ended");
+        long stretchEnd = stretchEnds.Find(t => t >= wake.DeliveredAt);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(wake.CurrAfterHandler, Is.SameAs(k), "the handler returned to the kernel thread");
+            Assert.That(wake.VictimNeedResched, Is.True, "with its need_resched still set: the wake asked for a reschedule");
+            Assert.That(stretchEnd - wake.DeliveredAt, Is.GreaterThan(2 * Ms), "the #PF came in the middle of a stretch");
+            Assert.That(wake.SleeperResumedAt, Is.GreaterThanOrEqualTo(stretchEnd),
+                "s ran only once the kernel thread reached cond_resched(): a #PF that interrupted kernel code does not schedule on its way out");
+        }
+    }
+
+    [Test]
+    public void PageFault_PageReadyInterruptsUserCodeWithNeedResched_SchedulesOnReturnToUser()
+    {
+        var rig = new GuestHwRig(new GuestHwOptions());
+        TaskStruct? u = null;
+        rig.Boot(async (r, _) =>
+        {
+            await r.Libc.PthreadCreate("s", t => GuestHwRig.Spin(t, () => false));
+            u = await r.Libc.PthreadCreate("u", t => GuestHwRig.Spin(t, () => false));
+            await r.Libc.Sleep(long.MaxValue / 4);
+        });
+        var wake = WakeSleeperWhileVictimRuns(rig, () => u, () => rig.RunningInUserMode(u!) == 0);
+        var interrupts = rig.Events.Where(e => e.Kind == HwEventKind.InterruptDelivered && e.AtNs >= wake.DeliveredAt && e.AtNs <= wake.SleeperResumedAt);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(wake.CurrAfterHandler.Comm, Is.EqualTo("s"), "the return to user mode switched to the woken thread");
+            Assert.That(wake.SleeperResumedAt - wake.DeliveredAt, Is.LessThan(10 * Us), "at once");
+            Assert.That(interrupts, Is.Empty, "no tick or IPI did it instead");
         }
     }
 

@@ -102,19 +102,24 @@ public sealed class Machine
 
     /// <summary>
     /// Live migration as far as async PF is concerned (v3 cover letter): the destination has none of
-    /// the source's outstanding work, and the VMM restores each vCPU's saved MSRs there. Restoring
-    /// the async PF MSR queues a wake-all, so every guest task waiting for a page retries.
+    /// the source's outstanding work, and the VMM restores each vCPU's saved MSRs and queued events
+    /// there (KVM_SET_MSRS, then KVM_SET_VCPU_EVENTS, as QEMU does). Restoring the async PF MSR
+    /// queues a wake-all, so every guest task waiting for a page retries. A #PF the source had
+    /// queued (an async PF event whose reason word, in guest RAM, migrates with it) is still
+    /// injected, and first: a page-ready waits while an event needs (re)injection.
     /// </summary>
     public void Migrate()
     {
         foreach (var vcpu in Vcpus)
         {
             var saved = Host.MsrsToSave.Select(msr => (msr, Host.KvmGetMsrCommon(vcpu, msr, out ulong v) == 0 ? v : 0)).ToList();
+            var events = Kernel.KvmVcpuIoctlX86GetVcpuEvents(vcpu);
             Host.KvmArchVcpuReset(vcpu);
             foreach (var (msr, value) in saved)
             {
                 Host.KvmSetMsrCommon(vcpu, msr, value);
             }
+            Kernel.KvmVcpuIoctlX86SetVcpuEvents(vcpu, events);
         }
     }
 

@@ -7,7 +7,7 @@ public sealed class GuestIdt(Kernel kernel) : IInterruptDescriptorTable
 {
     public void DeliverInterrupt(X86Cpu cpu, byte vector) => kernel.DoIRQ(cpu, vector);
 
-    public SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode) => kernel.PageFault(cpu, vector, errorCode);
+    public SimTask DeliverException(X86Cpu cpu, byte vector, uint errorCode, int savedCpl) => kernel.PageFault(cpu, vector, errorCode, savedCpl);
 
     public int DeliveryFootprint(X86Cpu cpu, GuestContext ctx, Span<ulong> pages) => kernel.EntryFootprint(cpu, ctx, pages);
 }
@@ -76,18 +76,24 @@ public sealed partial class Kernel
         }
     }
 
-    /// <summary>The exception gates: #PF goes to do_page_fault; the return path schedules if asked to.</summary>
+    /// <summary>
+    /// The exception gates: #PF goes to do_page_fault; the return path (error_exit) schedules if
+    /// asked to, but only on its way back to user mode. Whether it returns to user mode is the
+    /// saved CS of the interrupted frame (<paramref name="savedCpl"/>, user_mode(regs)), not the
+    /// context's state now: by the time the handler runs, the CPU has moved an interrupted kernel
+    /// operation aside, so kernel code outside a syscall (a kernel thread, ret_from_fork) would
+    /// look like user code.
+    /// </summary>
     [Port("arch/x86/kernel/entry_64.S", "page_fault")]
-    internal async SimTask PageFault(X86Cpu cpu, byte vector, uint errorCode)
+    internal async SimTask PageFault(X86Cpu cpu, byte vector, uint errorCode, int savedCpl)
     {
         if (vector != Vectors.PageFault)
         {
             throw new InvalidOperationException($"{Name}: unexpected exception {vector} on CPU {cpu.Id}");
         }
-        var ctx = Current.Context!;
-        bool fromUser = !ctx.InKernelOperation && ctx.SyscallDepth == 0 && ctx.ExceptionNesting == 1;
+        bool userMode = savedCpl == 3;
         await DoPageFault(cpu, errorCode);
-        if (fromUser && Current.NeedResched && !Current.IsIdle)
+        if (userMode && Current.NeedResched && !Current.IsIdle)
         {
             await Schedule();
         }

@@ -122,6 +122,49 @@ public sealed partial class Kernel
         };
     }
 
+    /// <summary>
+    /// kvm_vcpu_ioctl_x86_get_vcpu_events() (KVM_GET_VCPU_EVENTS): the exception and interrupt
+    /// the vCPU has queued for injection, a re-injection included, for the VMM to save.
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_vcpu_ioctl_x86_get_vcpu_events")]
+    public static KvmVcpuEvents KvmVcpuIoctlX86GetVcpuEvents(KvmVcpu vcpu)
+    {
+        ArgumentNullException.ThrowIfNull(vcpu);
+        ref readonly var exception = ref vcpu.Arch.Exception;
+        bool payload = exception.Pending && exception.Nr == Vectors.PageFault;
+        return new KvmVcpuEvents
+        {
+            ExceptionInjected = exception.Pending,
+            ExceptionNr = exception.Nr,
+            ExceptionHasErrorCode = exception.HasErrorCode,
+            ExceptionErrorCode = exception.ErrorCode,
+            ExceptionHasPayload = payload,
+            ExceptionPayload = payload ? exception.Address : 0,
+            InterruptInjected = vcpu.Arch.Interrupt.Pending,
+            InterruptNr = vcpu.Arch.Interrupt.Nr,
+        };
+    }
+
+    /// <summary>
+    /// kvm_vcpu_ioctl_x86_set_vcpu_events() (KVM_SET_VCPU_EVENTS): queues the events the VMM
+    /// saved, so the next entry injects them as the vCPU it was saved from would have.
+    /// </summary>
+    [Port("arch/x86/kvm/x86.c", "kvm_vcpu_ioctl_x86_set_vcpu_events")]
+    public static int KvmVcpuIoctlX86SetVcpuEvents(KvmVcpu vcpu, in KvmVcpuEvents events)
+    {
+        ArgumentNullException.ThrowIfNull(vcpu);
+        vcpu.Arch.Exception = new KvmQueuedException
+        {
+            Pending = events.ExceptionInjected,
+            Nr = events.ExceptionNr,
+            HasErrorCode = events.ExceptionHasErrorCode,
+            ErrorCode = events.ExceptionErrorCode,
+            Address = events.ExceptionHasPayload ? events.ExceptionPayload : 0,
+        };
+        vcpu.Arch.Interrupt = new KvmQueuedInterrupt { Pending = events.InterruptInjected, Nr = events.InterruptNr };
+        return 0;
+    }
+
     /// <summary>kvm_arch_vcpu_runnable(): a halted vCPU wakes for an interrupt.</summary>
     [Port("arch/x86/kvm/x86.c", "kvm_arch_vcpu_runnable")]
     public static bool KvmArchVcpuRunnable(KvmVcpu vcpu)
