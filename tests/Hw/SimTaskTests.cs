@@ -1,4 +1,5 @@
 using Hw;
+using KvmApf.EngineBench;
 
 namespace KvmApf.Tests.Hw;
 
