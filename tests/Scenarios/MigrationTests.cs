@@ -14,17 +14,6 @@ namespace KvmApf.Tests.Scenarios;
 [TestFixture, NonParallelizable, Category("scenario"), Description("Machine.Migrate wakes every task asleep on a token through a wake-all per vCPU")]
 public sealed class MigrationTests
 {
-    private static readonly BenchConfig Small = new()
-    {
-        Vcpus = 2,
-        GuestMemBytes = 512 * BenchConfig.MiB,
-        MemLimitBytes = 128 * BenchConfig.MiB,
-        ArrayBytes = 256 * BenchConfig.MiB,
-        DurationNs = 300_000_000,
-        Apf = true,
-        Seed = 1,
-    };
-
     private GuestTraceRecorder _trace = null!;
 
     [OneTimeSetUp]
@@ -40,11 +29,11 @@ public sealed class MigrationTests
     [TestCase(PagingMode.Shadow)]
     public void MachineMigrate_TasksAsleepOnTokens_WakeAllReachesEveryVcpuAndBmFinishes(PagingMode paging)
     {
-        var run = new GuestBmRun(Small with { Paging = paging });
+        var run = new GuestBmRun(GuestBmRun.Small with { Paging = paging });
         var m = run.Machine;
         _trace.Record(m.Host.TraceRunId);
         run.RunUntil(() => run.StartNs >= 0);
-        run.RunUntil(() => m.Loop.Now > run.StartNs + 20_000_000 && EveryVcpuHasASleeper(m), Small.DurationNs / 2);
+        run.RunUntil(() => m.Loop.Now > run.StartNs + 20_000_000 && EveryVcpuHasASleeper(m), GuestBmRun.Small.DurationNs / 2);
         var asleep = m.Guest.AsyncPfSleepers.SelectMany(b => b.List).ToList();
         var oldTokens = asleep.Select(n => (long)n.Token).ToHashSet();
         long migratedAt = m.Loop.Now;
