@@ -201,6 +201,24 @@ public sealed class HostApfRig : IDisposable
         }
     }
 
+    /// <summary>
+    /// Spawns a "toucher" on <paramref name="guest"/> that stores to user page <paramref name="page"/>,
+    /// powers the guest on (<see cref="Go"/>) and runs until that store is done. Returns when it was done.
+    /// </summary>
+    public long GoAndTouch(HostPvGuest guest, int page)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        long done = -1;
+        guest.Spawn("toucher", async ctx =>
+        {
+            await ctx.Store(Gva(page));
+            done = Loop.Now;
+        });
+        Go();
+        RunUntil(() => done >= 0);
+        return done;
+    }
+
     /// <summary>Runs the machine for <paramref name="ns"/> of virtual time.</summary>
     public void Run(long ns) => Loop.Run(Loop.Now + ns);
 
