@@ -219,18 +219,26 @@ public class EventLoopTests
         }
     }
 
-    [Test]
-    public void Run_UntilExactlyAnEventTime_FiresThatEvent()
+    /// <summary>
+    /// Runs bounded at the first event's time fire that event, not the next, and leave time
+    /// there: a bound exactly at an event includes it, and a later bound below now does not move time back.
+    /// </summary>
+    [TestCase(20L, 21L, new long[] { 20 }, TestName = "Run_UntilExactlyAnEventTime_FiresThatEvent")]
+    [TestCase(100L, 200L, new long[] { 100, 50 }, TestName = "Run_UntilBeforeNow_DoesNotMoveTimeBack")]
+    public void Run_UntilAtMostTheFirstEvent_FiresOnlyItAndStaysAtItsTime(long firstAt, long secondAt, long[] bounds)
     {
-        _loop.Arm(Logger("a"), 20);
-        _loop.Arm(Logger("b"), 21);
+        _loop.Arm(Logger("a"), firstAt);
+        _loop.Arm(Logger("b"), secondAt);
 
-        _loop.Run(20);
+        foreach (long until in bounds)
+        {
+            _loop.Run(until);
+        }
 
         using (Assert.EnterMultipleScope())
         {
-            Assert.That(_log, Is.EqualTo(new[] { "a@20" }));
-            Assert.That(_loop.Now, Is.EqualTo(20));
+            Assert.That(_log, Is.EqualTo(new[] { $"a@{firstAt}" }));
+            Assert.That(_loop.Now, Is.EqualTo(firstAt));
         }
     }
 
@@ -262,22 +270,6 @@ public class EventLoopTests
         {
             Assert.That(_log, Is.EqualTo(new[] { "a@10", "b@30" }));
             Assert.That(_loop.Now, Is.EqualTo(30));
-        }
-    }
-
-    [Test]
-    public void Run_UntilBeforeNow_DoesNotMoveTimeBack()
-    {
-        _loop.Arm(Logger("a"), 100);
-        _loop.Arm(Logger("b"), 200);
-        _loop.Run(100);
-
-        _loop.Run(50);
-
-        using (Assert.EnterMultipleScope())
-        {
-            Assert.That(_loop.Now, Is.EqualTo(100));
-            Assert.That(_log, Is.EqualTo(new[] { "a@100" }));
         }
     }
 

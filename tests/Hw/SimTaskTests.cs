@@ -1,4 +1,5 @@
 using Hw;
+using KvmApf.EngineBench;
 
 namespace KvmApf.Tests.Hw;
 
@@ -248,30 +249,7 @@ public class SimTaskTests
     [Test]
     public void Await_SameAsyncMethodTaskAfterItCompleted_Throws()
     {
-        var task = SleepThenReturn(10, 5);
-        Exception? caught = null;
-
-        Twice().Forget();
-        _loop.Run();
-
-        using (Assert.EnterMultipleScope())
-        {
-            Assert.That(_log, Is.EqualTo(new[] { "first await got 5" }));
-            Assert.That(caught, Is.InstanceOf<InvalidOperationException>());
-        }
-
-        async SimTask Twice()
-        {
-            _log.Add($"first await got {await task}");
-            try
-            {
-                _log.Add($"second await got {await task}");
-            }
-            catch (InvalidOperationException e)
-            {
-                caught = e;
-            }
-        }
+        AssertSecondAwaitThrows(SleepThenReturn(10, 5), firstResult: 5);
     }
 
     [Test]
@@ -280,29 +258,8 @@ public class SimTaskTests
         var signal = new SimSignal<int>(_loop);
         var task = signal.Wait();
         _loop.Arm(new SimTimer(() => signal.Set(9)), 10);
-        Exception? caught = null;
 
-        Twice().Forget();
-        _loop.Run();
-
-        using (Assert.EnterMultipleScope())
-        {
-            Assert.That(_log, Is.EqualTo(new[] { "first await got 9" }));
-            Assert.That(caught, Is.InstanceOf<InvalidOperationException>());
-        }
-
-        async SimTask Twice()
-        {
-            _log.Add($"first await got {await task}");
-            try
-            {
-                _log.Add($"second await got {await task}");
-            }
-            catch (InvalidOperationException e)
-            {
-                caught = e;
-            }
-        }
+        AssertSecondAwaitThrows(task, firstResult: 9);
     }
 
     /// <summary>An exception thrown before or after the first suspension reaches the awaiter, through an intermediate method.</summary>
@@ -399,6 +356,34 @@ public class SimTaskTests
             Assert.That(events, Is.GreaterThanOrEqualTo(1_000_000));
             Assert.That(coroutines.Select(c => c.Iterations), Has.All.GreaterThan(100));
             Assert.That((double)bytes / events, Is.LessThan(1.0), $"{bytes} bytes over {events} events");
+        }
+    }
+
+    /// <summary>Awaits <paramref name="task"/> twice from one coroutine: the first await gets <paramref name="firstResult"/>, the second throws.</summary>
+    private void AssertSecondAwaitThrows(SimTask<int> task, int firstResult)
+    {
+        Exception? caught = null;
+
+        Twice().Forget();
+        _loop.Run();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(_log, Is.EqualTo(new[] { $"first await got {firstResult}" }));
+            Assert.That(caught, Is.InstanceOf<InvalidOperationException>());
+        }
+
+        async SimTask Twice()
+        {
+            _log.Add($"first await got {await task}");
+            try
+            {
+                _log.Add($"second await got {await task}");
+            }
+            catch (InvalidOperationException e)
+            {
+                caught = e;
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Hw;
+using KvmApf.EngineBench;
 
 namespace KvmApf.Tests.Hw;
 

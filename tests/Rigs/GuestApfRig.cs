@@ -5,21 +5,9 @@ using Linux;
 
 namespace KvmApf.Tests.Rigs;
 
-/// <summary>The shape of a <see cref="GuestApfRig"/>.</summary>
-public sealed record GuestApfRigOptions
+/// <summary>The shape of a <see cref="GuestApfRig"/>: the machine, with the series' host.</summary>
+public sealed record GuestApfRigOptions : GuestMachineOptions
 {
-    public const long MiB = 1024 * 1024;
-
-    public int Vcpus { get; init; } = 1;
-
-    public long GuestMemBytes { get; init; } = 256 * MiB;
-
-    /// <summary>The memory cgroup limit of the VMM process.</summary>
-    public long MemLimitBytes { get; init; } = 128 * MiB;
-
-    /// <summary>EPT (true) or shadow paging (false).</summary>
-    public bool Tdp { get; init; } = true;
-
     /// <summary>CONFIG_KVM_ASYNC_PF of the host.</summary>
     public bool Apf { get; init; } = true;
 
@@ -31,10 +19,6 @@ public sealed record GuestApfRigOptions
 
     /// <summary>ASYNC_PF_PER_VCPU of the host.</summary>
     public int ApfPerVcpu { get; init; } = 64;
-
-    public ulong Seed { get; init; } = 1;
-
-    public CostModel Costs { get; init; } = new();
 }
 
 /// <summary>
@@ -57,17 +41,8 @@ public sealed class GuestApfRig
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
-        Loop = new EventLoop();
         var rng = new Rng(options.Seed);
-        Ram = new PhysicalMemory();
-        long swapBlocks = Math.Max(options.Costs.Disk.Blocks, (options.GuestMemBytes / 4096) + 1024);
-        Disk = new SwapDisk(Loop, rng.Split("swap-disk"), options.Costs.Disk with { Blocks = swapBlocks });
-        Cpus = new X86Cpu[options.Vcpus];
-        for (int i = 0; i < options.Vcpus; i++)
-        {
-            Cpus[i] = new X86Cpu(i, Loop, Ram, options.Costs);
-        }
-        Console = new SerialPort();
+        Hardware = new MachineHardware(options.Vcpus, options.GuestMemBytes, options.Costs, rng);
         TraceRunId = Interlocked.Increment(ref s_nextRunId);
         Host = new Kernel(Kconfig.Host with { CONFIG_KVM_ASYNC_PF = options.Apf, Abi = options.Abi }, Loop, rng.Split("host"), options.Costs, Cpus,
             new HostView(this, Ram), Disk)
@@ -75,12 +50,7 @@ public sealed class GuestApfRig
             AsyncPfPerVcpu = options.ApfPerVcpu,
             TraceRunId = TraceRunId,
         };
-        Host.MemInit(1, ulong.MaxValue);
-        Host.SysSwapon(swapBlocks);
-        if (options.Apf && Host.KvmAsyncPfInit() != 0)
-        {
-            throw new InvalidOperationException("kvm_async_pf_init failed");
-        }
+        Hardware.BootHost(Host);
         Guest = new Kernel(Kconfig.Guest with { Abi = options.Abi, CONFIG_PREEMPT = options.GuestPreempt }, Loop, rng.Split("guest"), options.Costs, Cpus)
         {
             TraceRunId = TraceRunId,
@@ -92,15 +62,17 @@ public sealed class GuestApfRig
 
     public GuestApfRigOptions Options { get; }
 
-    public EventLoop Loop { get; }
+    public MachineHardware Hardware { get; }
 
-    public PhysicalMemory Ram { get; }
+    public EventLoop Loop => Hardware.Loop;
 
-    public SwapDisk Disk { get; }
+    public PhysicalMemory Ram => Hardware.Ram;
 
-    public X86Cpu[] Cpus { get; }
+    public SwapDisk Disk => Hardware.Disk;
 
-    public SerialPort Console { get; }
+    public X86Cpu[] Cpus => Hardware.Cpus;
+
+    public SerialPort Console => Hardware.Console;
 
     /// <summary>The run id both kernels' tracepoints carry.</summary>
     public long TraceRunId { get; }

@@ -14,6 +14,21 @@ public sealed class GuestBmRun
 {
     private const long BootBudgetNs = 600_000_000_000;
 
+    /// <summary>
+    /// The scenario tests' run: bm for 0.3 s of virtual time over a 256 MiB array, on 2 vCPUs with
+    /// 512 MiB of guest RAM and a 128 MiB limit, async PF on, seed 1. Fixtures vary it with <c>with</c>.
+    /// </summary>
+    public static readonly BenchConfig Small = new()
+    {
+        Vcpus = 2,
+        GuestMemBytes = 512 * BenchConfig.MiB,
+        MemLimitBytes = 128 * BenchConfig.MiB,
+        ArrayBytes = 256 * BenchConfig.MiB,
+        DurationNs = 300_000_000,
+        Apf = true,
+        Seed = 1,
+    };
+
     public GuestBmRun(BenchConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);

@@ -5,25 +5,9 @@ using Linux;
 
 namespace KvmApf.Tests.Rigs;
 
-/// <summary>The shape of a <see cref="GuestRig"/>: small by default, so a scenario runs in well under a second.</summary>
-public sealed record RigOptions
+/// <summary>The shape of a <see cref="GuestRig"/>: the machine, with a baseline host.</summary>
+public sealed record RigOptions : GuestMachineOptions
 {
-    public const long MiB = 1024 * 1024;
-
-    public int Vcpus { get; init; } = 1;
-
-    public long GuestMemBytes { get; init; } = 256 * MiB;
-
-    /// <summary>The memory cgroup limit of the VMM process.</summary>
-    public long MemLimitBytes { get; init; } = 128 * MiB;
-
-    /// <summary>EPT (true) or shadow paging built by paging_tmpl (false).</summary>
-    public bool Tdp { get; init; } = true;
-
-    public ulong Seed { get; init; } = 1;
-
-    public CostModel Costs { get; init; } = new();
-
     /// <summary>Also sample the cgroup's usage every this many ns of virtual time (0: only at reclaim and disk events).</summary>
     public long UsageSampleNs { get; init; }
 }
@@ -48,22 +32,12 @@ public sealed class GuestRig
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
-        Loop = new EventLoop();
         var rng = new Rng(options.Seed);
-        Ram = new PhysicalMemory();
-        long swapBlocks = Math.Max(options.Costs.Disk.Blocks, (options.GuestMemBytes / 4096) + 1024);
-        Disk = new SwapDisk(Loop, rng.Split("swap-disk"), options.Costs.Disk with { Blocks = swapBlocks });
+        Hardware = new MachineHardware(options.Vcpus, options.GuestMemBytes, options.Costs, rng);
         Swap = new RecordingBlockDevice(Disk, Loop);
-        Cpus = new X86Cpu[options.Vcpus];
-        for (int i = 0; i < options.Vcpus; i++)
-        {
-            Cpus[i] = new X86Cpu(i, Loop, Ram, options.Costs);
-        }
-        Console = new SerialPort();
         // The baseline kernel: KVM without async page faults.
         Host = new Kernel(Kconfig.Host with { CONFIG_KVM_ASYNC_PF = false }, Loop, rng.Split("host"), options.Costs, Cpus, Ram, Swap);
-        Host.MemInit(1, ulong.MaxValue);
-        Host.SysSwapon(swapBlocks);
+        Hardware.BootHost(Host);
         Guest = new Kernel(Kconfig.Guest, Loop, rng.Split("guest"), options.Costs, Cpus);
         Libc = new Libc(Guest);
         Cgroup = new MemCgroup("rig-vmm", options.MemLimitBytes);
@@ -76,18 +50,20 @@ public sealed class GuestRig
 
     public RigOptions Options { get; }
 
-    public EventLoop Loop { get; }
+    public MachineHardware Hardware { get; }
 
-    public PhysicalMemory Ram { get; }
+    public EventLoop Loop => Hardware.Loop;
 
-    public SwapDisk Disk { get; }
+    public PhysicalMemory Ram => Hardware.Ram;
+
+    public SwapDisk Disk => Hardware.Disk;
 
     /// <summary>The host's swap device as the host sees it: the disk behind a recorder.</summary>
     public RecordingBlockDevice Swap { get; }
 
-    public X86Cpu[] Cpus { get; }
+    public X86Cpu[] Cpus => Hardware.Cpus;
 
-    public SerialPort Console { get; }
+    public SerialPort Console => Hardware.Console;
 
     public Kernel Host { get; }
 

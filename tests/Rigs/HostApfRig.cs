@@ -88,28 +88,19 @@ public sealed class HostApfRig : IDisposable
         Options = options ?? new HostRigOptions();
         var o = Options;
         Costs = new CostModel { Disk = new DiskGeometry { MinSeekNs = o.DiskSeekNs, MaxSeekNs = o.DiskSeekNs, RotationNs = 0 } };
-        Loop = new EventLoop();
         var rng = new Rng(o.Seed);
-        Ram = new PhysicalMemory();
-        long swapBlocks = Math.Max(Costs.Disk.Blocks, (o.GuestMemBytes / 4096) + 1024);
-        Disk = new SwapDisk(Loop, rng.Split("swap-disk"), Costs.Disk with { Blocks = swapBlocks });
-        Swap = new RecordingBlockDevice(Disk, Loop);
-        Cpus = new X86Cpu[o.Vcpus];
-        for (int i = 0; i < o.Vcpus; i++)
+        Hardware = new MachineHardware(o.Vcpus, o.GuestMemBytes, Costs, rng);
+        foreach (var cpu in Cpus)
         {
-            Cpus[i] = new X86Cpu(i, Loop, Ram, Costs) { DirectMapBase = DirectMapBase };
+            cpu.DirectMapBase = DirectMapBase;
         }
+        Swap = new RecordingBlockDevice(Disk, Loop);
         Host = new Kernel(Kconfig.Host with { CONFIG_KVM_ASYNC_PF = o.AsyncPf, Abi = o.Abi }, Loop, rng.Split("host"), Costs, Cpus, Ram, Swap)
         {
             AsyncPfPerVcpu = o.AsyncPfPerVcpu,
             TraceRunId = Interlocked.Increment(ref s_nextRunId),
         };
-        Host.MemInit(1, ulong.MaxValue);
-        Host.SysSwapon(swapBlocks);
-        if (o.AsyncPf && Host.KvmAsyncPfInit() != 0)
-        {
-            throw new InvalidOperationException("kvm_async_pf_init failed");
-        }
+        Hardware.BootHost(Host);
         Trace = new HostKvmTrace(Host.TraceRunId);
         Cgroup = new MemCgroup("host-rig-vmm", o.MemLimitBytes);
         VmmMm = new MmStruct(new SoftPageTable(), 0) { MemCgroup = Cgroup };
@@ -123,16 +114,19 @@ public sealed class HostApfRig : IDisposable
 
     public CostModel Costs { get; }
 
-    public EventLoop Loop { get; }
+    /// <summary>The machine's hardware; its serial console is unused, since no guest kernel writes to it.</summary>
+    public MachineHardware Hardware { get; }
 
-    public PhysicalMemory Ram { get; }
+    public EventLoop Loop => Hardware.Loop;
 
-    public SwapDisk Disk { get; }
+    public PhysicalMemory Ram => Hardware.Ram;
+
+    public SwapDisk Disk => Hardware.Disk;
 
     /// <summary>The host's swap device as the host sees it: the disk behind a recorder.</summary>
     public RecordingBlockDevice Swap { get; }
 
-    public X86Cpu[] Cpus { get; }
+    public X86Cpu[] Cpus => Hardware.Cpus;
 
     public Kernel Host { get; }
 
@@ -205,6 +199,24 @@ public sealed class HostApfRig : IDisposable
             Guests[i].Start();
             Host.WakeUpProcess(VcpuThreads[i]);
         }
+    }
+
+    /// <summary>
+    /// Spawns a "toucher" on <paramref name="guest"/> that stores to user page <paramref name="page"/>,
+    /// powers the guest on (<see cref="Go"/>) and runs until that store is done. Returns when it was done.
+    /// </summary>
+    public long GoAndTouch(HostPvGuest guest, int page)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        long done = -1;
+        guest.Spawn("toucher", async ctx =>
+        {
+            await ctx.Store(Gva(page));
+            done = Loop.Now;
+        });
+        Go();
+        RunUntil(() => done >= 0);
+        return done;
     }
 
     /// <summary>Runs the machine for <paramref name="ns"/> of virtual time.</summary>

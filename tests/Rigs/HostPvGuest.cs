@@ -125,6 +125,22 @@ public sealed class HostPvGuest
         return ctx;
     }
 
+    /// <summary>
+    /// A context that computes in 100 µs slices until <paramref name="stop"/> holds: another task
+    /// for the vCPU to run while a toucher waits for its page.
+    /// </summary>
+    public GuestContext SpawnHog(Func<bool> stop, string name = "hog", int space = 0)
+    {
+        ArgumentNullException.ThrowIfNull(stop);
+        return Spawn(name, async ctx =>
+        {
+            while (!stop())
+            {
+                await ctx.Compute(100 * HostRigOptions.Us);
+            }
+        }, space);
+    }
+
     /// <summary>wrmsr(MSR_KVM_ASYNC_PF_EN) from guest code: enables async PF at <see cref="AreaGpa"/>. False means #GP.</summary>
     public bool EnableAsyncPf(bool sendAlways = false)
     {

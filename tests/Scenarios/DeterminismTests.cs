@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using KvmApf.Bench;
+using KvmApf.Tests.Rigs;
 using KvmApf.Vmm;
 
 namespace KvmApf.Tests.Scenarios;
@@ -14,25 +15,15 @@ namespace KvmApf.Tests.Scenarios;
 [TestFixture, Category("scenario"), Description("Determinism: same configuration and seed, same JSON; another seed, another run")]
 public sealed partial class DeterminismTests
 {
-    private static readonly BenchConfig Small = new()
-    {
-        Vcpus = 2,
-        GuestMemBytes = 512 * BenchConfig.MiB,
-        MemLimitBytes = 128 * BenchConfig.MiB,
-        ArrayBytes = 256 * BenchConfig.MiB,
-        DurationNs = 300_000_000,
-        Seed = 1,
-    };
-
     private string? _seedOne;
 
-    /// <summary>The JSON of <see cref="Small"/> with seed 1, run once for the fixture.</summary>
-    private string SeedOne => _seedOne ??= RunJson(Small);
+    /// <summary>The JSON of <see cref="GuestBmRun.Small"/> with seed 1, run once for the fixture.</summary>
+    private string SeedOne => _seedOne ??= RunJson(GuestBmRun.Small);
 
     [Test]
     public void BenchRunnerRun_SameConfigAndSeed_ByteIdenticalJsonButWallTime()
     {
-        string again = RunJson(Small with { });
+        string again = RunJson(GuestBmRun.Small with { });
         using JsonDocument doc = JsonDocument.Parse(SeedOne);
         using (Assert.EnterMultipleScope())
         {
@@ -45,7 +36,7 @@ public sealed partial class DeterminismTests
     [Test]
     public void BenchRunnerRun_DifferentSeed_ChangesWorkerCounters()
     {
-        string other = RunJson(Small with { Seed = 2 });
+        string other = RunJson(GuestBmRun.Small with { Seed = 2 });
         long[] one = Counters(SeedOne);
         long[] two = Counters(other);
         using (Assert.EnterMultipleScope())

@@ -18,23 +18,13 @@ namespace KvmApf.Tests.Scenarios;
 [TestFixture, NonParallelizable, Category("scenario"), Description("Async PF invariants after bm runs under several seeds")]
 public sealed class InvariantTests
 {
-    private static readonly BenchConfig Small = new()
-    {
-        Vcpus = 2,
-        GuestMemBytes = 512 * BenchConfig.MiB,
-        MemLimitBytes = 128 * BenchConfig.MiB,
-        ArrayBytes = 256 * BenchConfig.MiB,
-        DurationNs = 300_000_000,
-        Apf = true,
-    };
-
     private static readonly TestCaseData[] Runs =
     [
-        new TestCaseData(Small with { Seed = 1 }).SetArgDisplayNames("seed 1"),
-        new TestCaseData(Small with { Seed = 2 }).SetArgDisplayNames("seed 2"),
-        new TestCaseData(Small with { Seed = 3, Paging = PagingMode.Shadow }).SetArgDisplayNames("seed 3, shadow paging"),
-        new TestCaseData(Small with { Seed = 4, ApfPerVcpu = 1 }).SetArgDisplayNames("seed 4, cap 1"),
-        new TestCaseData(Small with { Seed = 5, GuestPreempt = true }).SetArgDisplayNames("seed 5, preemptible guest"),
+        new TestCaseData(GuestBmRun.Small with { Seed = 1 }).SetArgDisplayNames("seed 1"),
+        new TestCaseData(GuestBmRun.Small with { Seed = 2 }).SetArgDisplayNames("seed 2"),
+        new TestCaseData(GuestBmRun.Small with { Seed = 3, Paging = PagingMode.Shadow }).SetArgDisplayNames("seed 3, shadow paging"),
+        new TestCaseData(GuestBmRun.Small with { Seed = 4, ApfPerVcpu = 1 }).SetArgDisplayNames("seed 4, cap 1"),
+        new TestCaseData(GuestBmRun.Small with { Seed = 5, GuestPreempt = true }).SetArgDisplayNames("seed 5, preemptible guest"),
     ];
 
     private GuestTraceRecorder _trace = null!;
@@ -90,9 +80,9 @@ public sealed class InvariantTests
     {
         var rig = new GuestApfRig(new GuestApfRigOptions
         {
-            Vcpus = 2, GuestMemBytes = Small.GuestMemBytes, MemLimitBytes = Small.MemLimitBytes, Seed = 6,
+            Vcpus = 2, GuestMemBytes = GuestBmRun.Small.GuestMemBytes, MemLimitBytes = GuestBmRun.Small.MemLimitBytes, Seed = 6,
         });
-        var bm = new Bm(rig.Libc, new BmOptions(4, 4, (ulong)Small.ArrayBytes, Small.DurationNs), rig.Options.Costs);
+        var bm = new Bm(rig.Libc, new BmOptions(4, 4, (ulong)GuestBmRun.Small.ArrayBytes, GuestBmRun.Small.DurationNs), rig.Options.Costs);
         var stray = new List<string>();
         var stores = new List<(int Vcpu, ulong Value)>();
         rig.HostStored += (hpa, size, value) =>

@@ -18,17 +18,6 @@ namespace KvmApf.Tests.Scenarios;
 [TestFixture, NonParallelizable, Category("scenario"), Description("Machine.Migrate wakes every task asleep on a token through a wake-all per vCPU and keeps the events each vCPU had queued")]
 public sealed class MigrationTests
 {
-    private static readonly BenchConfig Small = new()
-    {
-        Vcpus = 2,
-        GuestMemBytes = 512 * BenchConfig.MiB,
-        MemLimitBytes = 128 * BenchConfig.MiB,
-        ArrayBytes = 256 * BenchConfig.MiB,
-        DurationNs = 300_000_000,
-        Apf = true,
-        Seed = 1,
-    };
-
     private GuestTraceRecorder _trace = null!;
 
     [OneTimeSetUp]
@@ -53,7 +42,7 @@ public sealed class MigrationTests
     [TestCase(PagingMode.Shadow)]
     public void MachineMigrate_NotPresentQueuedForReinjection_DestinationDeliversItBeforeTheWakeAll(PagingMode paging)
     {
-        var run = new GuestBmRun(Small with { Paging = paging });
+        var run = new GuestBmRun(GuestBmRun.Small with { Paging = paging });
         var m = run.Machine;
         _trace.Record(m.Host.TraceRunId);
         run.RunUntil(() => run.StartNs >= 0);
@@ -61,7 +50,7 @@ public sealed class MigrationTests
         // waits for re-injection while the vCPU thread swaps the stack in, its reason already written.
         KvmVcpu? vcpu = null;
         run.RunUntil(() => (vcpu = Array.Find(m.Vcpus, v => v.Arch.Exception is { Pending: true, Nr: Vectors.PageFault }
-            && ReasonWord(m, v) == ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT)) is not null, Small.DurationNs / 2);
+            && ReasonWord(m, v) == ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT)) is not null, GuestBmRun.Small.DurationNs / 2);
         var source = vcpu!.Arch.Exception;
         long token = (long)source.Address;
         long migratedAt = m.Loop.Now;
@@ -97,11 +86,11 @@ public sealed class MigrationTests
     [TestCase(PagingMode.Shadow)]
     public void MachineMigrate_TasksAsleepOnTokens_WakeAllReachesEveryVcpuAndBmFinishes(PagingMode paging)
     {
-        var run = new GuestBmRun(Small with { Paging = paging });
+        var run = new GuestBmRun(GuestBmRun.Small with { Paging = paging });
         var m = run.Machine;
         _trace.Record(m.Host.TraceRunId);
         run.RunUntil(() => run.StartNs >= 0);
-        run.RunUntil(() => m.Loop.Now > run.StartNs + 20_000_000 && EveryVcpuHasASleeper(m), Small.DurationNs / 2);
+        run.RunUntil(() => m.Loop.Now > run.StartNs + 20_000_000 && EveryVcpuHasASleeper(m), GuestBmRun.Small.DurationNs / 2);
         var asleep = m.Guest.AsyncPfSleepers.SelectMany(b => b.List).ToList();
         var oldTokens = asleep.Select(n => (long)n.Token).ToHashSet();
         long migratedAt = m.Loop.Now;

@@ -81,17 +81,9 @@ public sealed class Patch04HandlePageFaultHelperTests
     public void KvmHandlePf_ReasonZero_FallsThroughToOrdinaryFault()
     {
         var rig = new GuestHwRig(new GuestHwOptions());
-        ulong buffer = 0;
-        TaskStruct? w = null;
-        rig.Boot(async (r, self) =>
-        {
-            buffer = await r.Libc.Malloc(16 * Pgtable.PAGE_SIZE);
-            w = await r.Libc.PthreadCreate("w", t => GuestHwRig.Spin(t, () => false));
-            await r.Libc.Sleep(long.MaxValue / 4);
-        });
-        rig.RunUntil(() => w is not null && rig.RunningInUserMode(w) == 0, 100 * Ms, "w runs");
+        var (w, buffer) = BootSpinnerWithBuffer(rig);
         ulong address = buffer + (3 * Pgtable.PAGE_SIZE);
-        long minFlt = w!.MinFlt;
+        long minFlt = w.MinFlt;
         ulong pteBefore = rig.GuestPte(w, address);
         rig.InjectPageFault(0, address, (uint)(PfErr.Write | PfErr.User));
         rig.RunUntil(() => rig.Drained(0) && w.MinFlt > minFlt, 10 * Ms, "the fault handled");
@@ -110,18 +102,10 @@ public sealed class Patch04HandlePageFaultHelperTests
     public void DoPageFault_HostWithoutAsyncPf_IgnoresReasonWord()
     {
         var rig = new GuestHwRig(new GuestHwOptions { CpuidFeatures = GuestHwOptions.Features(ApfAbi.V3, asyncPf: false) });
-        ulong buffer = 0;
-        TaskStruct? w = null;
-        rig.Boot(async (r, self) =>
-        {
-            buffer = await r.Libc.Malloc(16 * Pgtable.PAGE_SIZE);
-            w = await r.Libc.PthreadCreate("w", t => GuestHwRig.Spin(t, () => false));
-            await r.Libc.Sleep(long.MaxValue / 4);
-        });
-        rig.RunUntil(() => w is not null && rig.RunningInUserMode(w) == 0, 100 * Ms, "w runs");
+        var (w, buffer) = BootSpinnerWithBuffer(rig);
         ulong area = Kernel.ApfReasonGpa(0);
         rig.Ram.WriteU32(area, NotPresent); // a stale word: async PF was never enabled on this CPU
-        long minFlt = w!.MinFlt;
+        long minFlt = w.MinFlt;
         rig.InjectPageFault(0, buffer, (uint)(PfErr.Write | PfErr.User));
         rig.RunUntil(() => rig.Drained(0) && w.MinFlt > minFlt, 10 * Ms, "the fault handled");
         using (Assert.EnterMultipleScope())
@@ -308,5 +292,20 @@ public sealed class Patch04HandlePageFaultHelperTests
             Assert.That(resumes[0], Is.GreaterThanOrEqualTo(readyQueuedAt), "picked only after the page-ready");
             Assert.That(sleeper.State, Is.EqualTo(TaskStates.TASK_RUNNING));
         }
+    }
+
+    /// <summary>Boots the guest with a 16-page heap buffer and one spinning thread, and runs until that thread is in user mode.</summary>
+    private static (TaskStruct Spinner, ulong Buffer) BootSpinnerWithBuffer(GuestHwRig rig)
+    {
+        ulong buffer = 0;
+        TaskStruct? w = null;
+        rig.Boot(async (r, self) =>
+        {
+            buffer = await r.Libc.Malloc(16 * Pgtable.PAGE_SIZE);
+            w = await r.Libc.PthreadCreate("w", t => GuestHwRig.Spin(t, () => false));
+            await r.Libc.Sleep(long.MaxValue / 4);
+        });
+        rig.RunUntil(() => w is not null && rig.RunningInUserMode(w) == 0, 100 * Ms, "w runs");
+        return (w!, buffer);
     }
 }

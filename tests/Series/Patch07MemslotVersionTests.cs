@@ -41,14 +41,7 @@ public sealed class Patch07MemslotVersionTests
         MoveAreaSlot(rig);
         var oldWordAtDeliveries = new List<uint?>();
         guest.Delivered += _ => oldWordAtDeliveries.Add(rig.PeekHvaU32(oldHva));
-        long done = -1;
-        guest.Spawn("toucher", async ctx =>
-        {
-            await ctx.Store(HostApfRig.Gva(0));
-            done = rig.Loop.Now;
-        });
-        rig.Go();
-        rig.RunUntil(() => done >= 0);
+        rig.GoAndTouch(guest, page: 0);
 
         using (Assert.EnterMultipleScope())
         {

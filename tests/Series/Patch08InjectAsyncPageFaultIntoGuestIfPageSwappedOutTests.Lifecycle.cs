@@ -53,13 +53,11 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [Test]
     public void KvmArchVcpuReset_PageReadyWaitingForInterruptWindow_DropsWorkAndInjection()
     {
-        using var rig = new HostApfRig().Boot();
+        using var rig = BootWithPageZeroSwapped();
         ulong gfn = HostApfRig.Gfn(0);
-        rig.Evict(gfn);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
         var vcpu = () => rig.Vcpus[0];
-        guest.EnableAtBoot = true;
         guest.Spawn("toucher", ctx => ctx.Store(HostApfRig.Gva(0)));
         guest.Spawn("cli-loop", async ctx =>
         {
@@ -106,14 +104,12 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [Test]
     public void KvmArchVcpuReset_TripleFaultWhileSwapInInFlight_WorkerLeavesRebootedGuestAlone()
     {
-        using var rig = new HostApfRig().Boot();
+        using var rig = BootWithPageZeroSwapped();
         ulong gfn = HostApfRig.Gfn(0);
-        rig.Evict(gfn);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
         ulong oldArea = guest.AreaGpa;
         ulong newArea = HostApfRig.AreaGpaOf(0) + 0x100;
-        guest.EnableAtBoot = true;
         guest.Spawn("toucher", ctx => ctx.Store(HostApfRig.Gva(0)));
         guest.Spawn("crasher", async ctx =>
         {
@@ -173,13 +169,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
             done = rig.Loop.Now;
             stop = true;
         });
-        var hog = guest.Spawn("hog", async ctx =>
-        {
-            while (!stop)
-            {
-                await ctx.Compute(100 * Us);
-            }
-        });
+        var hog = guest.SpawnHog(() => stop);
         rig.Go();
         rig.RunUntil(() => done >= 0 && guest.Finished(hog));
         var cpu = rig.Cpus[0];
@@ -211,10 +201,8 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [Test]
     public void CanDoAsyncPf_KernelModeFaultWithoutSendAlways_StallsAsBaseline()
     {
-        using var rig = new HostApfRig().Boot();
-        rig.Evict(HostApfRig.Gfn(0));
+        using var rig = BootWithPageZeroSwapped();
         var guest = rig.Guests[0];
-        guest.EnableAtBoot = true;
         long done = -1;
         guest.Spawn("syscall", async ctx =>
         {

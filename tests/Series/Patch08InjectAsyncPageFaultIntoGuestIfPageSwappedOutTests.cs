@@ -22,6 +22,15 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
 
     private static HostRigOptions Options(PagingMode paging, int vcpus = 1) => new() { Tdp = paging == PagingMode.Tdp, Vcpus = vcpus };
 
+    /// <summary>A booted rig with user page 0 on swap, and guest 0 set to enable async PF when it boots.</summary>
+    private static HostApfRig BootWithPageZeroSwapped(PagingMode paging = PagingMode.Tdp)
+    {
+        var rig = new HostApfRig(Options(paging)).Boot();
+        rig.Evict(HostApfRig.Gfn(0));
+        rig.Guests[0].EnableAtBoot = true;
+        return rig;
+    }
+
     /// <summary>The address the host sees for user page <paramref name="page"/>: a gpa under TDP, the gva under shadow paging.</summary>
     private static long FaultAddress(PagingMode paging, int page) =>
         (long)(paging == PagingMode.Tdp ? HostApfRig.Gpa(page) : HostApfRig.Gva(page));
@@ -81,19 +90,10 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [TestCase(PagingMode.Shadow)]
     public void KvmArchInjectAsyncPagePresent_WorkerHasPage_PageReadyWithSameTokenFollowsDiskRead(PagingMode paging)
     {
-        using var rig = new HostApfRig(Options(paging)).Boot();
+        using var rig = BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
-        rig.Evict(gfn);
         var guest = rig.Guests[0];
-        guest.EnableAtBoot = true;
-        long done = -1;
-        guest.Spawn("toucher", async ctx =>
-        {
-            await ctx.Store(HostApfRig.Gva(0));
-            done = rig.Loop.Now;
-        });
-        rig.Go();
-        rig.RunUntil(() => done >= 0);
+        long done = rig.GoAndTouch(guest, page: 0);
 
         var np = guest.NotPresents.Single();
         var ready = guest.PageReadies.Single();
@@ -121,12 +121,10 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [TestCase(PagingMode.Shadow)]
     public void KvmSetupAsyncPf_SwapInInFlight_VcpuKeepsRunningGuestCode(PagingMode paging)
     {
-        using var rig = new HostApfRig(Options(paging)).Boot();
+        using var rig = BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
-        rig.Evict(gfn);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
-        guest.EnableAtBoot = true;
         long done = -1;
         bool stop = false;
         guest.Spawn("toucher", async ctx =>
@@ -135,13 +133,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
             done = rig.Loop.Now;
             stop = true;
         });
-        var hog = guest.Spawn("hog", async ctx =>
-        {
-            while (!stop)
-            {
-                await ctx.Compute(100 * Us);
-            }
-        });
+        var hog = guest.SpawnHog(() => stop);
         var moments = new List<(long At, long Guest, long Stall, long Halt, long HogUser)>();
         guest.Delivered += pf =>
         {
@@ -175,11 +167,9 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [TestCase(PagingMode.Shadow)]
     public void KvmSetupAsyncPf_SecondContextFaultsOnPageBeingReadIn_EachGetsItsOwnTokenAndOneRead(PagingMode paging)
     {
-        using var rig = new HostApfRig(Options(paging)).Boot();
+        using var rig = BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
-        rig.Evict(gfn);
         var guest = rig.Guests[0];
-        guest.EnableAtBoot = true;
         var first = guest.Spawn("first", ctx => ctx.Store(HostApfRig.Gva(0)));
         var second = guest.Spawn("second", ctx => ctx.Store(HostApfRig.Gva(0)));
         rig.Go();

@@ -78,13 +78,7 @@ public sealed class Patch09RetryFaultBeforeVmentryTests
             exitsAtDone = cpu.VmExits;
             stop = true;
         }, space: 0);
-        var other = guest.Spawn("other-process", async ctx =>
-        {
-            while (!stop)
-            {
-                await ctx.Compute(100 * Us);
-            }
-        }, space: 1);
+        var other = guest.SpawnHog(() => stop, "other-process", space: 1);
         (ulong Cr3, bool UnderA, bool UnderB, long Exits)? atReady = null;
         guest.Delivered += pf =>
         {

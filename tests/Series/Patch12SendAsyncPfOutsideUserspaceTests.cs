@@ -137,13 +137,7 @@ public sealed class Patch12SendAsyncPfOutsideUserspaceTests
             ctx.SyscallDepth = 0;
             stop = true;
         });
-        var hog = guest.Spawn("hog", async ctx =>
-        {
-            while (!stop)
-            {
-                await ctx.Compute(100 * Us);
-            }
-        });
+        var hog = guest.SpawnHog(() => stop);
         long hogAtNotPresent = -1;
         guest.Delivered += pf =>
         {

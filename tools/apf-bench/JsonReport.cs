@@ -78,43 +78,56 @@ public static class JsonReport
         w.WriteStartArray("vcpus");
         foreach (VcpuResult vcpu in r.Vcpus)
         {
-            w.WriteStartObject();
-            w.WriteNumber("id", vcpu.Id);
-            w.WriteNumber("guest_ns", vcpu.GuestNs);
-            w.WriteNumber("host_ns", vcpu.HostNs);
-            w.WriteNumber("stall_ns", vcpu.StallNs);
-            w.WriteNumber("halt_ns", vcpu.HaltNs);
-            w.WriteEndObject();
+            WriteNumbers(w, null,
+                ("id", vcpu.Id),
+                ("guest_ns", vcpu.GuestNs),
+                ("host_ns", vcpu.HostNs),
+                ("stall_ns", vcpu.StallNs),
+                ("halt_ns", vcpu.HaltNs));
         }
         w.WriteEndArray();
-        w.WriteStartObject("host");
-        w.WriteNumber("major_faults", r.Host.MajorFaults);
-        w.WriteNumber("swap_reads", r.Host.SwapReads);
-        w.WriteNumber("swap_writes", r.Host.SwapWrites);
-        w.WriteNumber("reclaimed_pages", r.Host.ReclaimedPages);
-        w.WriteNumber("peak_cgroup_bytes", r.Host.PeakCgroupBytes);
-        w.WriteEndObject();
-        w.WriteStartObject("apf");
-        w.WriteNumber("not_present", r.Apf.NotPresent);
-        w.WriteNumber("page_ready", r.Apf.PageReady);
-        w.WriteNumber("wake_all", r.Apf.WakeAll);
-        w.WriteNumber("sync_fallbacks", r.Apf.SyncFallbacks);
-        w.WriteNumber("max_outstanding", r.Apf.MaxOutstanding);
-        w.WriteEndObject();
-        w.WriteStartObject("sim");
-        w.WriteNumber("events", r.Sim.Events);
-        w.WriteNumber("sim_ns", r.Sim.SimNs);
-        w.WriteNumber("wall_ms", r.Sim.WallMs);
-        w.WriteEndObject();
+        WriteNumbers(w, "host",
+            ("major_faults", r.Host.MajorFaults),
+            ("swap_reads", r.Host.SwapReads),
+            ("swap_writes", r.Host.SwapWrites),
+            ("reclaimed_pages", r.Host.ReclaimedPages),
+            ("peak_cgroup_bytes", r.Host.PeakCgroupBytes));
+        WriteNumbers(w, "apf",
+            ("not_present", r.Apf.NotPresent),
+            ("page_ready", r.Apf.PageReady),
+            ("wake_all", r.Apf.WakeAll),
+            ("sync_fallbacks", r.Apf.SyncFallbacks),
+            ("max_outstanding", r.Apf.MaxOutstanding));
+        WriteNumbers(w, "sim",
+            ("events", r.Sim.Events),
+            ("sim_ns", r.Sim.SimNs),
+            ("wall_ms", r.Sim.WallMs));
         // Not in the contract's list (keys may be added): where the vCPUs' time went, all vCPUs together.
-        w.WriteStartObject("shares");
-        w.WriteNumber("work_threads_ns", r.Shares.WorkThreadsNs);
-        w.WriteNumber("fault_threads_ns", r.Shares.FaultThreadsNs);
-        w.WriteNumber("guest_kernel_ns", r.Shares.GuestKernelNs);
-        w.WriteNumber("host_ns", r.Shares.HostNs);
-        w.WriteNumber("stall_ns", r.Shares.StallNs);
-        w.WriteNumber("halt_ns", r.Shares.HaltNs);
+        WriteNumbers(w, "shares",
+            ("work_threads_ns", r.Shares.WorkThreadsNs),
+            ("fault_threads_ns", r.Shares.FaultThreadsNs),
+            ("guest_kernel_ns", r.Shares.GuestKernelNs),
+            ("host_ns", r.Shares.HostNs),
+            ("stall_ns", r.Shares.StallNs),
+            ("halt_ns", r.Shares.HaltNs));
         w.WriteEndObject();
+    }
+
+    /// <summary>An object of integers, keys in the order given: the property <paramref name="name"/>, or an array element if it is null.</summary>
+    private static void WriteNumbers(Utf8JsonWriter w, string? name, params ReadOnlySpan<(string Key, long Value)> fields)
+    {
+        if (name is null)
+        {
+            w.WriteStartObject();
+        }
+        else
+        {
+            w.WriteStartObject(name);
+        }
+        foreach (var (key, value) in fields)
+        {
+            w.WriteNumber(key, value);
+        }
         w.WriteEndObject();
     }
 

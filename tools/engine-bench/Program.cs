@@ -67,28 +67,6 @@ namespace KvmApf.EngineBench
         }
     }
 
-    /// <summary>A reusable timer-based sleep: the timer's firing sets the signal, which resumes the sleeper from the loop.</summary>
-    internal sealed class Sleeper
-    {
-        private readonly EventLoop _loop;
-        private readonly SimSignal _signal;
-        private readonly SimTimer _timer;
-
-        public Sleeper(EventLoop loop)
-        {
-            _loop = loop;
-            _signal = new SimSignal(loop);
-            _timer = new SimTimer(_signal.Set);
-        }
-
-        public SimTask Delay(long ns)
-        {
-            var task = _signal.Wait();
-            _loop.ArmAfter(_timer, ns);
-            return task;
-        }
-    }
-
     /// <summary>One coroutine and its state.</summary>
     internal sealed class Worker(EventLoop loop, Rng rng)
     {

@@ -87,13 +87,12 @@ public static class StatReport
             }
             w.WriteEndObject();
             var a = s.Apf;
-            w.WriteStartObject("apf");
-            w.WriteNumber("not_present", a.NotPresent);
-            w.WriteNumber("page_ready", a.PageReady);
-            w.WriteNumber("wake_all", a.WakeAll);
-            w.WriteNumber("sync_fallbacks", a.SyncFallbacks);
-            w.WriteNumber("max_outstanding", a.MaxOutstanding);
-            w.WriteEndObject();
+            WriteNumbers(w, "apf",
+                ("not_present", a.NotPresent),
+                ("page_ready", a.PageReady),
+                ("wake_all", a.WakeAll),
+                ("sync_fallbacks", a.SyncFallbacks),
+                ("max_outstanding", a.MaxOutstanding));
             w.WriteStartArray("per_vcpu");
             foreach (var v in s.Vcpus)
             {
@@ -101,13 +100,7 @@ public static class StatReport
             }
             w.WriteEndArray();
             var l = s.Latency;
-            w.WriteStartObject("latency_ns");
-            w.WriteNumber("p50", l.P50);
-            w.WriteNumber("p90", l.P90);
-            w.WriteNumber("p99", l.P99);
-            w.WriteNumber("max", l.Max);
-            w.WriteNumber("samples", l.Samples);
-            w.WriteEndObject();
+            WriteNumbers(w, "latency_ns", ("p50", l.P50), ("p90", l.P90), ("p99", l.P99), ("max", l.Max), ("samples", l.Samples));
             w.WriteStartObject("run");
             w.WriteNumber("id", s.RunId);
             w.WriteString("config", s.Config);
@@ -131,6 +124,17 @@ public static class StatReport
         }
         buffer.WriteByte((byte)'\n');
         return buffer.ToArray();
+    }
+
+    /// <summary>The object <paramref name="name"/> of integers, keys in the order given.</summary>
+    private static void WriteNumbers(Utf8JsonWriter w, string name, params ReadOnlySpan<(string Key, long Value)> fields)
+    {
+        w.WriteStartObject(name);
+        foreach (var (key, value) in fields)
+        {
+            w.WriteNumber(key, value);
+        }
+        w.WriteEndObject();
     }
 
     private static void WriteVcpu(Utf8JsonWriter w, VcpuFigures v)

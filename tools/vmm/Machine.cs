@@ -20,17 +20,8 @@ public sealed class Machine
     {
         ArgumentNullException.ThrowIfNull(config);
         Config = config;
-        Loop = new EventLoop();
         var rng = new Rng(config.Seed);
-        Ram = new PhysicalMemory();
-        long swapBlocks = Math.Max(config.Costs.Disk.Blocks, (config.GuestMemBytes / 4096) + 1024);
-        Disk = new SwapDisk(Loop, rng.Split("swap-disk"), config.Costs.Disk with { Blocks = swapBlocks });
-        Cpus = new X86Cpu[config.Vcpus];
-        for (int i = 0; i < config.Vcpus; i++)
-        {
-            Cpus[i] = new X86Cpu(i, Loop, Ram, config.Costs);
-        }
-        Console = new SerialPort();
+        Hardware = new MachineHardware(config.Vcpus, config.GuestMemBytes, config.Costs, rng);
         var abi = config.Abi == "merged" ? ApfAbi.Merged : ApfAbi.V3;
         Host = new Kernel(Kconfig.Host with { CONFIG_KVM_ASYNC_PF = config.Apf, Abi = abi }, Loop, rng.Split("host"), config.Costs, Cpus, Ram, Disk)
         {
@@ -38,12 +29,7 @@ public sealed class Machine
             AsyncPfHaltVariant = config.ApfHalt,
             TraceRunId = RunIds.Next(),
         };
-        Host.MemInit(1, ulong.MaxValue);
-        Host.SysSwapon(swapBlocks);
-        if (config.Apf && Host.KvmAsyncPfInit() != 0)
-        {
-            throw new InvalidOperationException("kvm_async_pf_init failed");
-        }
+        Hardware.BootHost(Host);
         Guest = new Kernel(Kconfig.Guest with { Abi = abi, CONFIG_PREEMPT = config.GuestPreempt, CONFIG_KVM_GUEST = config.GuestPv }, Loop, rng.Split("guest"), config.Costs, Cpus)
         {
             TraceRunId = Host.TraceRunId,
@@ -55,15 +41,17 @@ public sealed class Machine
 
     public BenchConfig Config { get; }
 
-    public EventLoop Loop { get; }
+    public MachineHardware Hardware { get; }
 
-    public PhysicalMemory Ram { get; }
+    public EventLoop Loop => Hardware.Loop;
 
-    public SwapDisk Disk { get; }
+    public PhysicalMemory Ram => Hardware.Ram;
 
-    public X86Cpu[] Cpus { get; }
+    public SwapDisk Disk => Hardware.Disk;
 
-    public SerialPort Console { get; }
+    public X86Cpu[] Cpus => Hardware.Cpus;
+
+    public SerialPort Console => Hardware.Console;
 
     public Kernel Host { get; }
 

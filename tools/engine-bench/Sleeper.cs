@@ -1,11 +1,12 @@
 using Hw;
 
-namespace KvmApf.Tests.Hw;
+namespace KvmApf.EngineBench;
 
 /// <summary>
 /// A reusable timed sleep built from the hardware's parts: a <see cref="SimTimer"/> whose
 /// firing sets a <see cref="SimSignal"/>, so the sleeper resumes from the loop, as any wake
-/// from outside does. Allocates nothing per sleep.
+/// from outside does. Allocates nothing per sleep. The tests compile this file too (tests/Tests.csproj),
+/// so that the allocation tests of SimTask sleep exactly as the benchmark does.
 /// </summary>
 internal sealed class Sleeper
 {
