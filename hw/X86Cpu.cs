@@ -635,7 +635,7 @@ public sealed class X86Cpu
                 missAddress = gva;
                 return Walk.RootMiss;
             }
-            _tlb.Set(page, hpa);
+            _tlb.Add(page);
             return Walk.Hit;
         }
         ulong table = Cr3 & PteFrameMask;
@@ -665,7 +665,7 @@ public sealed class X86Cpu
             missAddress = gpa;
             return Walk.RootMiss;
         }
-        _tlb.Set(page, hpa);
+        _tlb.Add(page);
         return Walk.Hit;
     }
 
