@@ -264,23 +264,23 @@ public sealed class X86Cpu
     /// <summary>Reads a guest-physical u64 if its page is mapped now; false (and nothing read) if touching it would exit.</summary>
     public bool TryReadGuestU64(ulong gpa, out ulong value)
     {
-        if (Root is null || !Root.TryTranslatePhysical(gpa, out ulong hpa))
+        if (!TryHostAddress(gpa, out ulong hpa))
         {
             value = 0;
             return false;
         }
-        value = _ram.ReadU64(hpa | (gpa & (PhysicalMemory.PageSize - 1)));
+        value = _ram.ReadU64(hpa);
         return true;
     }
 
     /// <summary>Writes a guest-physical u64 if its page is mapped now; false (and nothing written) if touching it would exit.</summary>
     public bool TryWriteGuestU64(ulong gpa, ulong value)
     {
-        if (Root is null || !Root.TryTranslatePhysical(gpa, out ulong hpa))
+        if (!TryHostAddress(gpa, out ulong hpa))
         {
             return false;
         }
-        _ram.WriteU64(hpa | (gpa & (PhysicalMemory.PageSize - 1)), value);
+        _ram.WriteU64(hpa, value);
         return true;
     }
 
@@ -295,13 +295,20 @@ public sealed class X86Cpu
 
     // ---- the engine ------------------------------------------------------------------------
 
-    private ulong MappedOrThrow(ulong gpa)
+    private ulong MappedOrThrow(ulong gpa) => TryHostAddress(gpa, out ulong hpa)
+        ? hpa
+        : throw new InvalidOperationException($"vCPU {Id}: guest kernel accessed gpa {gpa:x} without touching it first");
+
+    /// <summary>The host-physical address of guest-physical <paramref name="gpa"/> through the current root, if it is mapped.</summary>
+    private bool TryHostAddress(ulong gpa, out ulong hpa)
     {
-        if (Root is null || !Root.TryTranslatePhysical(gpa, out ulong hpa))
+        if (Root is null || !Root.TryTranslatePhysical(gpa, out ulong frame))
         {
-            throw new InvalidOperationException($"vCPU {Id}: guest kernel accessed gpa {gpa:x} without touching it first");
+            hpa = 0;
+            return false;
         }
-        return hpa | (gpa & (PhysicalMemory.PageSize - 1));
+        hpa = frame | (gpa & (PhysicalMemory.PageSize - 1));
+        return true;
     }
 
     /// <summary>Something changed for the current context: make progress now (from inside a step, on the next iteration).</summary>

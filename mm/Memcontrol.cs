@@ -28,7 +28,8 @@ public sealed class MemCgroup(string name, long limitBytes)
 
 /// <summary>
 /// A list of pages linked through their own <c>page->lru</c> (a <c>list_head</c>), head first:
-/// adding, removing and rotating a page allocate nothing.
+/// adding, removing and rotating a page allocate nothing. A page is on a list exactly when it
+/// has PG_lru.
 /// </summary>
 public sealed class PageLru
 {
@@ -60,6 +61,7 @@ public sealed class PageLru
         }
         First = page;
         page.OnLru = this;
+        page.Set(PageFlags.PG_lru);
         Count++;
     }
 
@@ -90,6 +92,7 @@ public sealed class PageLru
         page.LruPrev = null;
         page.LruNext = null;
         page.OnLru = null;
+        page.Clear(PageFlags.PG_lru);
         Count--;
     }
 
@@ -187,18 +190,13 @@ public sealed partial class Kernel
             return;
         }
         mem.Lru.AddFirst(page);
-        page.Set(PageFlags.PG_lru);
     }
 
     /// <summary>Takes a page off its LRU (del_page_from_lru).</summary>
     public static void DelPageFromLru(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
-        if (page.OnLru is { } lru)
-        {
-            lru.Remove(page);
-            page.Clear(PageFlags.PG_lru);
-        }
+        page.OnLru?.Remove(page);
     }
 
     /// <summary>mark_page_accessed(): the reference that gives the page its second chance in reclaim.</summary>

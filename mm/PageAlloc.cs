@@ -18,10 +18,6 @@ public sealed partial class Kernel
     {
         _nextFrame = firstFrame;
         _lastFrame = lastFrame;
-        if (lastFrame <= int.MaxValue)
-        {
-            _memMap = new Page?[lastFrame];
-        }
     }
 
     /// <summary>alloc_page(): a free frame, or null when memory is exhausted.</summary>

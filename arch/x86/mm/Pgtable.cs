@@ -17,7 +17,7 @@ public sealed class SoftPageTable : PageTable
     private ulong _lastPmd = ulong.MaxValue;
     private ulong[]? _lastTable;
 
-    public override SimTask<ulong> ReadPte(ulong address) => PeekPte(address)!.Value;
+    public override SimTask<ulong> ReadPte(ulong address) => Pte(address);
 
     public override SimTask WritePte(ulong address, ulong pte)
     {
@@ -25,8 +25,7 @@ public sealed class SoftPageTable : PageTable
         return SimTask.CompletedTask;
     }
 
-    public override ulong? PeekPte(ulong address) =>
-        Table(address, create: false) is { } table ? table[Index(address)] : 0;
+    public override ulong? PeekPte(ulong address) => Pte(address);
 
     public override bool PokePte(ulong address, ulong pte)
     {
@@ -36,6 +35,8 @@ public sealed class SoftPageTable : PageTable
         }
         return true;
     }
+
+    private ulong Pte(ulong address) => Table(address, create: false) is { } table ? table[Index(address)] : 0;
 
     private static int Index(ulong address) => (int)((address >> Pgtable.PAGE_SHIFT) & (PtrsPerPte - 1));
 
@@ -91,38 +92,52 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
     private bool TryWalk(ulong address, out ulong pte)
     {
         var cpu = kernel.Current.Context!.Cpu!;
-        ulong table = Pgd;
-        for (int level = 3; level > 0; level--)
+        pte = 0;
+        return WalkUpperLevels(cpu, address, out ulong table) switch
         {
-            if (!cpu.TryReadGuestU64(EntryAddress(table, address, level), out ulong entry))
-            {
-                pte = 0;
-                return false;
-            }
-            if (!Pgtable.PtePresent(entry))
-            {
-                pte = 0;
-                return true;
-            }
-            table = entry & Pgtable.PTE_PFN_MASK;
-        }
-        return cpu.TryReadGuestU64(EntryAddress(table, address, 0), out pte);
+            UpperLevels.Leaf => cpu.TryReadGuestU64(EntryAddress(table, address, 0), out pte),
+            UpperLevels.NotPresent => true,
+            _ => false,
+        };
     }
 
     /// <summary>The store with every table present and mapped: false (and nothing written) otherwise.</summary>
     private bool TryWriteMapped(ulong address, ulong pte)
     {
         var cpu = kernel.Current.Context!.Cpu!;
-        ulong table = Pgd;
+        return WalkUpperLevels(cpu, address, out ulong table) == UpperLevels.Leaf
+            && cpu.TryWriteGuestU64(EntryAddress(table, address, 0), pte);
+    }
+
+    private enum UpperLevels
+    {
+        /// <summary>Every upper entry is present: <c>table</c> is the last-level table.</summary>
+        Leaf,
+
+        /// <summary>An upper entry is not present (nothing maps the address).</summary>
+        NotPresent,
+
+        /// <summary>A table page on the way is not mapped: reading it needs a touch.</summary>
+        Unmapped,
+    }
+
+    /// <summary>Reads the PGD, PUD and PMD entries for <paramref name="address"/> through the CPU, touching nothing.</summary>
+    private UpperLevels WalkUpperLevels(X86Cpu cpu, ulong address, out ulong table)
+    {
+        table = Pgd;
         for (int level = 3; level > 0; level--)
         {
-            if (!cpu.TryReadGuestU64(EntryAddress(table, address, level), out ulong entry) || !Pgtable.PtePresent(entry))
+            if (!cpu.TryReadGuestU64(EntryAddress(table, address, level), out ulong entry))
             {
-                return false;
+                return UpperLevels.Unmapped;
+            }
+            if (!Pgtable.PtePresent(entry))
+            {
+                return UpperLevels.NotPresent;
             }
             table = entry & Pgtable.PTE_PFN_MASK;
         }
-        return cpu.TryWriteGuestU64(EntryAddress(table, address, 0), pte);
+        return UpperLevels.Leaf;
     }
 
     private async SimTask<ulong> ReadPteWalking(ulong address)
@@ -161,30 +176,7 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
         await WriteEntry(EntryAddress(table, address, 0), pte);
     }
 
-    public override ulong? PeekPte(ulong address)
-    {
-        var cpu = kernel.Current.Context!.Cpu!;
-        ulong table = Pgd;
-        for (int level = 3; level >= 0; level--)
-        {
-            ulong at = EntryAddress(table, address, level);
-            if (!cpu.GuestPhysicalMapped(at))
-            {
-                return null;
-            }
-            ulong entry = cpu.ReadGuestU64(at);
-            if (level == 0)
-            {
-                return entry;
-            }
-            if (!Pgtable.PtePresent(entry))
-            {
-                return 0;
-            }
-            table = entry & Pgtable.PTE_PFN_MASK;
-        }
-        return 0;
-    }
+    public override ulong? PeekPte(ulong address) => TryWalk(address, out ulong pte) ? pte : null;
 
     public override bool PokePte(ulong address, ulong pte) => false;
 
@@ -202,10 +194,11 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
     private async SimTask WriteEntry(ulong gpa, ulong value)
     {
         var ctx = kernel.Current.Context!;
-        if (!ctx.Cpu!.GuestPhysicalMapped(gpa))
+        if (ctx.Cpu!.TryWriteGuestU64(gpa, value))
         {
-            await ctx.Touch(gpa);
+            return;
         }
+        await ctx.Touch(gpa);
         ctx.Cpu!.WriteGuestU64(gpa, value);
     }
 }
