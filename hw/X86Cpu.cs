@@ -285,7 +285,7 @@ public sealed class X86Cpu
     }
 
     /// <summary>True if guest-physical <paramref name="gpa"/> is mapped now (no exit needed to touch it).</summary>
-    public bool GuestPhysicalMapped(ulong gpa) => Root is not null && Root.TryTranslatePhysical(gpa, out _);
+    public bool GuestPhysicalMapped(ulong gpa) => TryHostAddress(gpa, out _);
 
     /// <summary>
     /// Where the guest kernel maps all of guest-physical memory (its direct map): under shadow
@@ -398,7 +398,7 @@ public sealed class X86Cpu
                 StartSegment(SegmentOwner.User, ctx.UserRemaining);
                 return;
             case OpKind.Store:
-                if (TranslateOrFault(ctx, ctx.UserAddress))
+                if (StoreHits(ctx, ctx.UserAddress, position: 0))
                 {
                     _segmentStores = 1;
                     StartSegment(SegmentOwner.User, _costs.FaultLoopIterationNs);
@@ -454,7 +454,10 @@ public sealed class X86Cpu
         StartSegment(SegmentOwner.User, hits * ctx.StoreCost);
     }
 
-    /// <summary>Translates the store at <paramref name="gva"/>; a miss at the head of a run (<paramref name="position"/> 0) raises its fault at once.</summary>
+    /// <summary>
+    /// Translates a user store at <paramref name="gva"/>; true on a hit. A miss at the head of a
+    /// run (<paramref name="position"/> 0) raises its guest #PF or exit at once.
+    /// </summary>
     private bool StoreHits(GuestContext ctx, ulong gva, int position)
     {
         var outcome = Translate(gva, write: true, user: true, out ulong missAddress, out PfErr error);
@@ -585,18 +588,6 @@ public sealed class X86Cpu
         ctx.KernelKind = OpKind.None;
         _again = true;
         (halt ? ctx.HaltDone : ctx.KernelDone).Complete();
-    }
-
-    /// <summary>Translates a user store; on a miss raises the guest #PF or the exit. True on a hit.</summary>
-    private bool TranslateOrFault(GuestContext ctx, ulong gva)
-    {
-        var outcome = Translate(gva, write: true, user: true, out ulong missAddress, out PfErr error);
-        if (outcome == Walk.Hit)
-        {
-            return true;
-        }
-        RaiseFault(ctx, gva, outcome, missAddress, error);
-        return false;
     }
 
     /// <summary>A user store missed: the guest's #PF, or the exit to the host's MMU.</summary>
