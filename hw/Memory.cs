@@ -86,14 +86,7 @@ public sealed class PhysicalMemory : IPhysicalMemory
 
     private ref byte[]? Slot(ulong pfn)
     {
-        if (pfn >= (ulong)_frames.Length)
-        {
-            if (pfn > int.MaxValue)
-            {
-                throw new ArgumentOutOfRangeException(nameof(pfn), $"frame {pfn:x} is beyond the simulated memory");
-            }
-            Array.Resize(ref _frames, (int)Math.Min(int.MaxValue, Math.Max(pfn + 1, (ulong)_frames.Length * 2)));
-        }
+        IndexedArray.EnsureIndex(ref _frames, pfn, "frame");
         return ref _frames[pfn];
     }
 

@@ -1,3 +1,5 @@
+using Hw;
+
 namespace Linux;
 
 // mm/page_alloc.c: the buddy allocator, reduced to a free list of single frames. The host's
@@ -37,11 +39,8 @@ public sealed partial class Kernel
         {
             return null;
         }
-        if (pfn >= (ulong)_memMap.Length)
-        {
-            // mem_map covers every frame handed out so far; the host's grows with the VMM.
-            Array.Resize(ref _memMap, (int)Math.Max(pfn + 1, (ulong)_memMap.Length * 2));
-        }
+        // mem_map covers every frame handed out so far; the host's grows with the VMM.
+        IndexedArray.EnsureIndex(ref _memMap, pfn, "frame");
         var page = new Page(pfn);
         _memMap[pfn] = page;
         NrUsedPages++;

@@ -125,10 +125,7 @@ public sealed class GfnTable : IEnumerable<KeyValuePair<ulong, ulong>>
             {
                 throw new ArgumentOutOfRangeException(nameof(value), "an installed spte is present");
             }
-            if (gfn >= (ulong)_sptes.Length)
-            {
-                Array.Resize(ref _sptes, (int)Math.Max(gfn + 1, (ulong)_sptes.Length * 2));
-            }
+            IndexedArray.EnsureIndex(ref _sptes, gfn, "gfn");
             if (_sptes[gfn] == 0)
             {
                 Count++;
