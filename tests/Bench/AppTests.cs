@@ -126,6 +126,13 @@ public sealed class AppTests
     }
 
     [Test]
+    public void Main_Run_SplitsWallTimeAtTheMeasuredInterval()
+    {
+        (_, string stdout, _) = AppHarness.Invoke("run", "--apf", "off");
+        Assert.That(AppHarness.Lines(stdout), Does.Contain("sim: 31 events, 60.000s simulated, 32 ms wall (boot and prefault 20 ms, measured interval 12 ms)"));
+    }
+
+    [Test]
     public void Main_DefaultJob_RunsOffThenOnWithSameConfig()
     {
         var runner = new FakeRunner();

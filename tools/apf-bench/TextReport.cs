@@ -44,7 +44,8 @@ public static class TextReport
         ApfResult a = r.Apf;
         o.WriteLine($"apf: {a.NotPresent} not present, {a.PageReady} page ready, {a.WakeAll} wake all, "
             + $"{a.SyncFallbacks} sync fallbacks, {a.MaxOutstanding} max outstanding");
-        o.WriteLine($"sim: {r.Sim.Events} events, {Seconds(r.Sim.SimNs)} simulated, {r.Sim.WallMs} ms wall");
+        o.WriteLine($"sim: {r.Sim.Events} events, {Seconds(r.Sim.SimNs)} simulated, {r.Sim.WallMs} ms wall "
+            + $"(boot and prefault {r.Sim.SetupWallMs} ms, measured interval {r.Sim.WallMs - r.Sim.SetupWallMs} ms)");
         for (int i = 0; i < r.Workers.Count; i++)
         {
             o.WriteLine($"worker {i}: {r.Workers[i].Counter}");

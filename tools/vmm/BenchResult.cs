@@ -15,8 +15,12 @@ public sealed record HostResult(long MajorFaults, long SwapReads, long SwapWrite
 /// <summary>Async PF figures (zeros with async PF off).</summary>
 public sealed record ApfResult(long NotPresent, long PageReady, long WakeAll, long SyncFallbacks, long MaxOutstanding);
 
-/// <summary>Simulation figures: events processed, all simulated time, wall time.</summary>
-public sealed record SimResult(long Events, long SimNs, long WallMs);
+/// <summary>
+/// Simulation figures: events processed, all simulated time, wall time. <paramref name="SetupWallMs"/>
+/// is the part of the wall time spent before the measured interval: building the machine, booting
+/// it and bm's prefault of its array.
+/// </summary>
+public sealed record SimResult(long Events, long SimNs, long WallMs, long SetupWallMs);
 
 /// <summary>Where guest time went on all vCPUs together, ns, over the measured interval (for the closing figures).</summary>
 public sealed record TimeShares(long WorkThreadsNs, long FaultThreadsNs, long GuestKernelNs, long HostNs, long StallNs, long HaltNs);

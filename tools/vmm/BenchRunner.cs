@@ -52,10 +52,12 @@ public static class BenchRunner
         using var metrics = new MachineMetrics(m, () => window.StartNs < 0 ? 0 : Math.Clamp((m.Loop.Now - window.StartNs) / (double)config.DurationNs, 0, 1));
         var workers = new List<WorkerResult>();
         bool done = false;
+        long setupMs = 0;
         m.Console.LineWritten = line =>
         {
             if (line == "start")
             {
+                setupMs = wall.ElapsedMilliseconds;
                 window.Begin();
                 m.Loop.Arm(new SimTimer(window.End), m.Loop.Now + config.DurationNs);
             }
@@ -96,7 +98,7 @@ public static class BenchRunner
             }
         }
         wall.Stop();
-        return window.Result(workers, new SimResult(m.Loop.EventsProcessed, m.Loop.Now, wall.ElapsedMilliseconds));
+        return window.Result(workers, new SimResult(m.Loop.EventsProcessed, m.Loop.Now, wall.ElapsedMilliseconds, setupMs));
     }
 
     /// <summary>Simulated time one <see cref="EventLoop.Run"/> call may advance.</summary>
