@@ -50,18 +50,28 @@ public abstract class TracepointSource : EventSource
     [NonEvent]
     private static unsafe EventData Field(char* p, string s) => new() { DataPointer = (IntPtr)p, Size = (s.Length + 1) * sizeof(char) };
 
-    /// <summary>The header and the kernel alone.</summary>
+    /// <summary>
+    /// Every writer's last step: the kernel into the last of the <paramref name="count"/> slots of
+    /// <paramref name="d"/> (header and the event's own fields already filled), then the event.
+    /// </summary>
     [NonEvent]
-    protected unsafe void WriteHeader(int eventId, long runId, int vmId, int vcpuId, long timeNs, string kernel)
+    private unsafe void WriteWithKernel(int eventId, EventData* d, int count, string kernel)
     {
         kernel ??= "";
         fixed (char* k = kernel)
         {
-            EventData* d = stackalloc EventData[HeaderFields + 1];
-            Header(d, &runId, &vmId, &vcpuId, &timeNs);
-            d[4] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 1, d);
+            d[count - 1] = Field(k, kernel);
+            WriteEventCore(eventId, count, d);
         }
+    }
+
+    /// <summary>The header and the kernel alone.</summary>
+    [NonEvent]
+    protected unsafe void WriteHeader(int eventId, long runId, int vmId, int vcpuId, long timeNs, string kernel)
+    {
+        EventData* d = stackalloc EventData[HeaderFields + 1];
+        Header(d, &runId, &vmId, &vcpuId, &timeNs);
+        WriteWithKernel(eventId, d, HeaderFields + 1, kernel);
     }
 
     /// <summary>Header, one field (a long or an int), kernel.</summary>
@@ -69,15 +79,10 @@ public abstract class TracepointSource : EventSource
     protected unsafe void Write<TA>(int eventId, long runId, int vmId, int vcpuId, long timeNs, TA a, string kernel)
         where TA : unmanaged
     {
-        kernel ??= "";
-        fixed (char* k = kernel)
-        {
-            EventData* d = stackalloc EventData[HeaderFields + 2];
-            Header(d, &runId, &vmId, &vcpuId, &timeNs);
-            d[4] = Field(&a);
-            d[5] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 2, d);
-        }
+        EventData* d = stackalloc EventData[HeaderFields + 2];
+        Header(d, &runId, &vmId, &vcpuId, &timeNs);
+        d[4] = Field(&a);
+        WriteWithKernel(eventId, d, HeaderFields + 2, kernel);
     }
 
     /// <summary>Header, two fields (longs or ints; a bool goes as an int 0 or 1), kernel.</summary>
@@ -86,16 +91,11 @@ public abstract class TracepointSource : EventSource
         where TA : unmanaged
         where TB : unmanaged
     {
-        kernel ??= "";
-        fixed (char* k = kernel)
-        {
-            EventData* d = stackalloc EventData[HeaderFields + 3];
-            Header(d, &runId, &vmId, &vcpuId, &timeNs);
-            d[4] = Field(&a);
-            d[5] = Field(&b);
-            d[6] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 3, d);
-        }
+        EventData* d = stackalloc EventData[HeaderFields + 3];
+        Header(d, &runId, &vmId, &vcpuId, &timeNs);
+        d[4] = Field(&a);
+        d[5] = Field(&b);
+        WriteWithKernel(eventId, d, HeaderFields + 3, kernel);
     }
 
     /// <summary>Header, a long or an int, a string, kernel.</summary>
@@ -103,16 +103,14 @@ public abstract class TracepointSource : EventSource
     protected unsafe void Write<TA>(int eventId, long runId, int vmId, int vcpuId, long timeNs, TA a, string b, string kernel)
         where TA : unmanaged
     {
-        kernel ??= "";
         b ??= "";
-        fixed (char* k = kernel, pb = b)
+        fixed (char* pb = b)
         {
             EventData* d = stackalloc EventData[HeaderFields + 3];
             Header(d, &runId, &vmId, &vcpuId, &timeNs);
             d[4] = Field(&a);
             d[5] = Field(pb, b);
-            d[6] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 3, d);
+            WriteWithKernel(eventId, d, HeaderFields + 3, kernel);
         }
     }
 
@@ -120,17 +118,15 @@ public abstract class TracepointSource : EventSource
     [NonEvent]
     protected unsafe void WriteISI(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, int c, string kernel)
     {
-        kernel ??= "";
         b ??= "";
-        fixed (char* k = kernel, pb = b)
+        fixed (char* pb = b)
         {
             EventData* d = stackalloc EventData[HeaderFields + 4];
             Header(d, &runId, &vmId, &vcpuId, &timeNs);
             d[4] = Field(&a);
             d[5] = Field(pb, b);
             d[6] = Field(&c);
-            d[7] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 4, d);
+            WriteWithKernel(eventId, d, HeaderFields + 4, kernel);
         }
     }
 
@@ -138,9 +134,8 @@ public abstract class TracepointSource : EventSource
     [NonEvent]
     protected unsafe void WriteISLI(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, long c, int e, string kernel)
     {
-        kernel ??= "";
         b ??= "";
-        fixed (char* k = kernel, pb = b)
+        fixed (char* pb = b)
         {
             EventData* d = stackalloc EventData[HeaderFields + 5];
             Header(d, &runId, &vmId, &vcpuId, &timeNs);
@@ -148,8 +143,7 @@ public abstract class TracepointSource : EventSource
             d[5] = Field(pb, b);
             d[6] = Field(&c);
             d[7] = Field(&e);
-            d[8] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 5, d);
+            WriteWithKernel(eventId, d, HeaderFields + 5, kernel);
         }
     }
 
@@ -157,10 +151,9 @@ public abstract class TracepointSource : EventSource
     [NonEvent]
     protected unsafe void WriteISIIS(int eventId, long runId, int vmId, int vcpuId, long timeNs, int a, string b, int c, int e, string f, string kernel)
     {
-        kernel ??= "";
         b ??= "";
         f ??= "";
-        fixed (char* k = kernel, pb = b, pf = f)
+        fixed (char* pb = b, pf = f)
         {
             EventData* d = stackalloc EventData[HeaderFields + 6];
             Header(d, &runId, &vmId, &vcpuId, &timeNs);
@@ -169,8 +162,7 @@ public abstract class TracepointSource : EventSource
             d[6] = Field(&c);
             d[7] = Field(&e);
             d[8] = Field(pf, f);
-            d[9] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 6, d);
+            WriteWithKernel(eventId, d, HeaderFields + 6, kernel);
         }
     }
 
@@ -178,9 +170,8 @@ public abstract class TracepointSource : EventSource
     [NonEvent]
     protected unsafe void WriteSILLL(int eventId, long runId, int vmId, int vcpuId, long timeNs, string a, int b, long c, long e, long f, string kernel)
     {
-        kernel ??= "";
         a ??= "";
-        fixed (char* k = kernel, pa = a)
+        fixed (char* pa = a)
         {
             EventData* d = stackalloc EventData[HeaderFields + 6];
             Header(d, &runId, &vmId, &vcpuId, &timeNs);
@@ -189,8 +180,7 @@ public abstract class TracepointSource : EventSource
             d[6] = Field(&c);
             d[7] = Field(&e);
             d[8] = Field(&f);
-            d[9] = Field(k, kernel);
-            WriteEventCore(eventId, HeaderFields + 6, d);
+            WriteWithKernel(eventId, d, HeaderFields + 6, kernel);
         }
     }
 }

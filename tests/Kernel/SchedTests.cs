@@ -13,9 +13,6 @@ namespace KvmApf.Tests.Sched;
 [TestFixture, Category("patch-00"), Description("Baseline guest scheduler: CFS sharing, wakeup preemption, fork balancing")]
 public sealed class SchedTests
 {
-    private const long Us = 1_000;
-    private const long Ms = 1_000_000;
-
     /// <summary>A guest thread computing 1 ms at a time until <paramref name="stop"/> says so, then meeting the others at <paramref name="barrier"/>.</summary>
     private static async SimTask Hog(GuestRig rig, TaskStruct self, Func<bool> stop, PthreadBarrier barrier)
     {

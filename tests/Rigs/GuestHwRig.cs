@@ -8,8 +8,6 @@ namespace KvmApf.Tests.Rigs;
 /// <summary>The shape of a <see cref="GuestHwRig"/>: a guest kernel on bare vCPUs with a host played by the test.</summary>
 public sealed record GuestHwOptions
 {
-    public const long MiB = 1024 * 1024;
-
     public int Cpus { get; init; } = 1;
 
     /// <summary>Guest RAM; the guest's page allocator starts at 64 MiB.</summary>

@@ -8,8 +8,6 @@ namespace KvmApf.Tests.Rigs;
 /// </summary>
 public abstract record GuestMachineOptions
 {
-    public const long MiB = 1024 * 1024;
-
     public int Vcpus { get; init; } = 1;
 
     public long GuestMemBytes { get; init; } = 256 * MiB;

@@ -7,10 +7,6 @@ namespace KvmApf.Tests.Rigs;
 /// <summary>The shape of a <see cref="HostApfRig"/>: one small VM, a disk whose every random request costs the same.</summary>
 public sealed record HostRigOptions
 {
-    public const long Us = 1_000;
-    public const long Ms = 1_000_000;
-    public const long MiB = 1024 * 1024;
-
     public int Vcpus { get; init; } = 1;
 
     /// <summary>EPT (true) or shadow paging built by paging_tmpl (false).</summary>
@@ -223,7 +219,7 @@ public sealed class HostApfRig : IDisposable
     public void Run(long ns) => Loop.Run(Loop.Now + ns);
 
     /// <summary>Runs until <paramref name="condition"/> holds (checked every 10 µs of virtual time); throws after <paramref name="budgetNs"/>.</summary>
-    public void RunUntil(Func<bool> condition, long budgetNs = 200 * HostRigOptions.Ms)
+    public void RunUntil(Func<bool> condition, long budgetNs = 200 * Ms)
     {
         ArgumentNullException.ThrowIfNull(condition);
         long deadline = Loop.Now + budgetNs;
@@ -233,7 +229,7 @@ public sealed class HostApfRig : IDisposable
             {
                 throw new InvalidOperationException($"condition not reached within {budgetNs} ns (now {Loop.Now})");
             }
-            Loop.Run(Math.Min(deadline, Loop.Now + (10 * HostRigOptions.Us)));
+            Loop.Run(Math.Min(deadline, Loop.Now + (10 * Us)));
         }
     }
 

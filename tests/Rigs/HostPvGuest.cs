@@ -136,7 +136,7 @@ public sealed class HostPvGuest
         {
             while (!stop())
             {
-                await ctx.Compute(100 * HostRigOptions.Us);
+                await ctx.Compute(100 * Us);
             }
         }, space);
     }

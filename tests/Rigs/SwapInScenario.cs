@@ -34,8 +34,6 @@ public readonly record struct Moment(
 /// </summary>
 public sealed class SwapInScenario
 {
-    private const long Ms = 1_000_000;
-
     /// <summary>A disk whose every non-sequential request costs at least 20 ms, so a swap-in is long next to a 2.5 ms slice.</summary>
     public static CostModel SlowDisk => new()
     {
@@ -46,8 +44,8 @@ public sealed class SwapInScenario
     public static RigOptions Options(bool tdp) => new()
     {
         Vcpus = 1,
-        GuestMemBytes = 256 * RigOptions.MiB,
-        MemLimitBytes = 80 * RigOptions.MiB,
+        GuestMemBytes = 256 * MiB,
+        MemLimitBytes = 80 * MiB,
         Tdp = tdp,
         Costs = SlowDisk,
     };
@@ -142,7 +140,7 @@ public sealed class SwapInScenario
         MappedAfterEviction = rig.SecondaryMapped(GfnP);
 
         // echo more > memory.limit_in_bytes: nothing is evicted from here on.
-        rig.Cgroup.Limit = rig.Cgroup.Usage + (16 * RigOptions.MiB);
+        rig.Cgroup.Limit = rig.Cgroup.Usage + (16 * MiB);
         await ctx.Store(q);
         await rig.WaitForSwapIdle();
 

@@ -14,7 +14,6 @@ namespace KvmApf.Tests.Scenarios;
 [TestFixture, Category("scenario"), Description("asyncpf: a guest test program reports from inside the guest")]
 public sealed class AsyncPfGuestTestTests
 {
-    private const long MiB = GuestApfRigOptions.MiB;
     private const long S = 1_000_000_000;
 
     private static (GuestApfRig Rig, AsyncPfTest Test) Run(GuestApfRigOptions options, ulong bufferBytes)

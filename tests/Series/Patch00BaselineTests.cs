@@ -16,9 +16,6 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-00"), Description("Baseline kernel before the series: synchronous KVM faults on host swap")]
 public sealed class Patch00BaselineTests
 {
-    private const long Us = 1_000;
-    private const long Ms = 1_000_000;
-
     private readonly Dictionary<PagingMode, SwapInScenario> _swapIns = [];
 
     private SwapInScenario SwapIn(PagingMode paging)
@@ -211,8 +208,8 @@ public sealed class Patch00BaselineTests
     [Test]
     public void TryToFreeMemCgroupPages_HeavyOvercommit_UsageNeverExceedsLimit()
     {
-        const long limit = 80 * RigOptions.MiB;
-        const ulong regionPages = 160 * RigOptions.MiB / 4096;
+        const long limit = 80 * MiB;
+        const ulong regionPages = 160 * MiB / 4096;
         var rig = new GuestRig(new RigOptions { Vcpus = 2, MemLimitBytes = limit, UsageSampleNs = 50 * Us });
         rig.Start(async (r, self) =>
         {

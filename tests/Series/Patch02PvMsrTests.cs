@@ -14,9 +14,6 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-02"), Description("Add PV MSR to enable asynchronous page faults delivery.")]
 public sealed class Patch02PvMsrTests
 {
-    private const long Us = HostRigOptions.Us;
-    private const long Ms = HostRigOptions.Ms;
-
     private static IEnumerable<TestCaseData> Profiles()
     {
         yield return new TestCaseData(ApfAbi.V3, 0x4b564d00u, 3).SetArgDisplayNames("v3");

@@ -15,9 +15,6 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-04"), Description("Add \"handle page fault\" PV helper.")]
 public sealed class Patch04HandlePageFaultHelperTests
 {
-    private const long Ms = 1_000_000;
-    private const long Us = 1_000;
-
     private const uint NotPresent = ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT;
     private const uint PageReady = ApfAbi.KVM_PV_REASON_PAGE_READY;
 

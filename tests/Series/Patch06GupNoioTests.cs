@@ -44,7 +44,7 @@ public sealed class Patch06GupNoioTests
         var disk = Disk(rig);
         long now = rig.Loop.Now;
         var (page, thread, atOnce, at) = Noio(rig, gfn);
-        rig.Run(HostRigOptions.Ms);
+        rig.Run(Ms);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(Pgtable.PtePresent(pte) || Pgtable.PteNone(pte), Is.False, "precondition: a swap entry");
@@ -138,7 +138,7 @@ public sealed class Patch06GupNoioTests
         long stolen = rig.Host.PgSteal;
         var disk = Disk(rig);
         var (page, thread, atOnce, _) = Noio(rig, gfn);
-        rig.Run(HostRigOptions.Ms);
+        rig.Run(Ms);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(page, Is.Null, "a new page would not fit under the limit");

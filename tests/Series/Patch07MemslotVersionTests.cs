@@ -70,7 +70,7 @@ public sealed class Patch07MemslotVersionTests
             results.Add(await rig.Host.KvmWriteGuestCached(rig.Vm, vcpu.Arch.ApfData, 0x1111));
             results.Add(await rig.Host.KvmWriteGuestCached(rig.Vm, vcpu.Arch.ApfData, 0x2222));
         });
-        rig.Run(HostRigOptions.Ms);
+        rig.Run(Ms);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(results, Is.EqualTo(new[] { 0, 0 }));
@@ -90,7 +90,7 @@ public sealed class Patch07MemslotVersionTests
         Assert.That(rig.Host.KvmDeleteMemoryRegion(rig.Vm, AreaSlotGpa), Is.Zero);
         int r = 0;
         rig.HostThread("writer", async _ => r = await rig.Host.KvmWriteGuestCached(rig.Vm, vcpu.Arch.ApfData, 0x3333));
-        rig.Run(HostRigOptions.Ms);
+        rig.Run(Ms);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(r, Is.EqualTo(-Errno.EFAULT), "no memory behind the area any more");
@@ -118,7 +118,7 @@ public sealed class Patch07MemslotVersionTests
             firstDone = true;
             while (!moved)
             {
-                await ctx.Compute(100 * HostRigOptions.Us);
+                await ctx.Compute(100 * Us);
             }
             await ctx.Store(HostApfRig.Gva(page));
             done = rig.Loop.Now;

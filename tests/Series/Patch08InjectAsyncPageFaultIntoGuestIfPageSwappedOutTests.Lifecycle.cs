@@ -186,7 +186,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
         var series = RunWithoutGuestEnabling(paging, hostAsyncPf: true);
         using (Assert.EnterMultipleScope())
         {
-            Assert.That(baseline.Stall, Is.GreaterThanOrEqualTo(HostRigOptions.Ms), "precondition: the baseline stalls for the read");
+            Assert.That(baseline.Stall, Is.GreaterThanOrEqualTo(Ms), "precondition: the baseline stalls for the read");
             Assert.That(series.Stall, Is.EqualTo(baseline.Stall), "the same stall");
             Assert.That(series.Done, Is.EqualTo(baseline.Done), "the store completes at the same virtual time");
             Assert.That(series.VmExits, Is.EqualTo(baseline.VmExits), "with the same exits");

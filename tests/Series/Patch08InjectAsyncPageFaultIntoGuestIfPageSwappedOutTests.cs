@@ -17,9 +17,6 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-08"), Description("Inject asynchronous page fault into a guest if page is swapped out.")]
 public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOutTests
 {
-    private const long Us = HostRigOptions.Us;
-    private const long Ms = HostRigOptions.Ms;
-
     private static HostRigOptions Options(PagingMode paging, int vcpus = 1) => new() { Tdp = paging == PagingMode.Tdp, Vcpus = vcpus };
 
     /// <summary>A booted rig with user page 0 on swap, and guest 0 set to enable async PF when it boots.</summary>

@@ -14,8 +14,6 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-09"), Description("Retry fault before vmentry")]
 public sealed class Patch09RetryFaultBeforeVmentryTests
 {
-    private const long Us = HostRigOptions.Us;
-
     [TestCase(PagingMode.Tdp)]
     [TestCase(PagingMode.Shadow)]
     public void KvmArchAsyncPageReady_PageReadyDelivered_RetriedAccessCausesNoVmExit(PagingMode paging)

@@ -15,9 +15,6 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-10"), Description("Handle async PF in non preemptable context")]
 public sealed class Patch10NonPreemptibleTests
 {
-    private const long Ms = 1_000_000;
-    private const long Us = 1_000;
-
     private const uint NotPresent = ApfAbi.KVM_PV_REASON_PAGE_NOT_PRESENT;
     private const uint PageReady = ApfAbi.KVM_PV_REASON_PAGE_READY;
 

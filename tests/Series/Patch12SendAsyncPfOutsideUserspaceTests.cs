@@ -16,8 +16,6 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-12"), Description("Send async PF when guest is not in userspace too.")]
 public sealed class Patch12SendAsyncPfOutsideUserspaceTests
 {
-    private const long Us = HostRigOptions.Us;
-
     /// <summary>One row of can_do_async_pf's truth table.</summary>
     public readonly record struct Row(bool Enabled, bool SendAlways, int Cpl, bool InterruptsEnabled, bool EventPending)
     {

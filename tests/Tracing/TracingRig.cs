@@ -64,7 +64,7 @@ internal static partial class TracingRig
 }
 
 /// <summary>Keeps every event of <see cref="TraceProviders.All"/>, in the order they are written.</summary>
-internal sealed class RecordingListener : EventListener
+internal sealed class RecordingListener : TracepointListener
 {
     private readonly List<EventWrittenEventArgs> _events = [];
 
@@ -85,22 +85,8 @@ internal sealed class RecordingListener : EventListener
     /// <summary>The run of the last <c>vmm_run</c> event.</summary>
     public long LastRunId => Events.Select(e => new ListenerRecord(e)).Last(r => r.Name == "vmm_run").RunId;
 
-    protected override void OnEventSourceCreated(EventSource eventSource)
+    protected override void OnTracepoint(EventWrittenEventArgs eventData)
     {
-        ArgumentNullException.ThrowIfNull(eventSource);
-        if (TraceProviders.IsOurs(eventSource.Name))
-        {
-            EnableEvents(eventSource, EventLevel.Verbose, EventKeywords.All);
-        }
-    }
-
-    protected override void OnEventWritten(EventWrittenEventArgs eventData)
-    {
-        ArgumentNullException.ThrowIfNull(eventData);
-        if (!TraceProviders.IsOurs(eventData.EventSource.Name))
-        {
-            return;
-        }
         lock (_events)
         {
             _events.Add(eventData);

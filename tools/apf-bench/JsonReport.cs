@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Hw;
 using KvmApf.Vmm;
+using static KvmApf.Tracing.ReportJson;
 
 namespace KvmApf.Bench;
 
@@ -13,8 +14,6 @@ public static class JsonReport
 {
     public const string RunSchema = "kvm-apf/bench/1";
     public const string CompareSchema = "kvm-apf/bench-compare/1";
-
-    private static readonly JsonWriterOptions Options = new() { Indented = true, NewLine = "\n" };
 
     /// <summary>The document of one run, UTF-8, ending with a newline.</summary>
     public static byte[] Run(BenchResult result) => Document(w => WriteRun(w, result));
@@ -38,17 +37,6 @@ public static class JsonReport
         }
         w.WriteEndObject();
     });
-
-    private static byte[] Document(Action<Utf8JsonWriter> write)
-    {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, Options))
-        {
-            write(w);
-        }
-        buffer.WriteByte((byte)'\n');
-        return buffer.ToArray();
-    }
 
     private static void WriteRun(Utf8JsonWriter w, BenchResult r)
     {
@@ -110,24 +98,6 @@ public static class JsonReport
             ("host_ns", r.Shares.HostNs),
             ("stall_ns", r.Shares.StallNs),
             ("halt_ns", r.Shares.HaltNs));
-        w.WriteEndObject();
-    }
-
-    /// <summary>An object of integers, keys in the order given: the property <paramref name="name"/>, or an array element if it is null.</summary>
-    private static void WriteNumbers(Utf8JsonWriter w, string? name, params ReadOnlySpan<(string Key, long Value)> fields)
-    {
-        if (name is null)
-        {
-            w.WriteStartObject();
-        }
-        else
-        {
-            w.WriteStartObject(name);
-        }
-        foreach (var (key, value) in fields)
-        {
-            w.WriteNumber(key, value);
-        }
         w.WriteEndObject();
     }
 

@@ -12,7 +12,7 @@ namespace KvmApf.Bench;
 /// <see cref="VcpuTimeModel"/>, with instant events for not-present and page-ready) and a track per
 /// guest task (running, runnable, asleep, asleep on a token). Times are virtual; ts is in µs.
 /// </summary>
-public sealed class TimelineRecorder : EventListener
+public sealed class TimelineRecorder : TracepointListener
 {
     /// <summary>Tracks of guest tasks come after the vCPUs': tid = this + pid.</summary>
     public const int TaskTidBase = 100_000;
@@ -45,19 +45,9 @@ public sealed class TimelineRecorder : EventListener
     /// <summary>Trace events written so far.</summary>
     public long Written { get; private set; }
 
-    protected override void OnEventSourceCreated(EventSource eventSource)
+    protected override void OnTracepoint(EventWrittenEventArgs eventData)
     {
-        ArgumentNullException.ThrowIfNull(eventSource);
-        if (TraceProviders.IsOurs(eventSource.Name))
-        {
-            EnableEvents(eventSource, EventLevel.Verbose, EventKeywords.All);
-        }
-    }
-
-    protected override void OnEventWritten(EventWrittenEventArgs eventData)
-    {
-        ArgumentNullException.ThrowIfNull(eventData);
-        if (_runs is null || _closed || !TraceProviders.IsOurs(eventData.EventSource.Name))
+        if (_runs is null || _closed)
         {
             return;
         }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using KvmApf.Tracing;
+using static KvmApf.Tracing.ReportJson;
 
 namespace KvmApf.KvmStat;
 
@@ -9,8 +10,6 @@ public static class StatReport
 {
     /// <summary>Steps of the outstanding-faults time line.</summary>
     public const int OutstandingSteps = 20;
-
-    private static readonly JsonWriterOptions Options = new() { Indented = true, NewLine = "\n" };
 
     public static void Text(TextWriter o, RunStats s, IReadOnlyList<long> runs)
     {
@@ -76,8 +75,7 @@ public static class StatReport
     public static byte[] Json(RunStats s)
     {
         ArgumentNullException.ThrowIfNull(s);
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, Options))
+        return Document(w =>
         {
             w.WriteStartObject();
             w.WriteStartObject("events");
@@ -121,20 +119,7 @@ public static class StatReport
             }
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-        buffer.WriteByte((byte)'\n');
-        return buffer.ToArray();
-    }
-
-    /// <summary>The object <paramref name="name"/> of integers, keys in the order given.</summary>
-    private static void WriteNumbers(Utf8JsonWriter w, string name, params ReadOnlySpan<(string Key, long Value)> fields)
-    {
-        w.WriteStartObject(name);
-        foreach (var (key, value) in fields)
-        {
-            w.WriteNumber(key, value);
-        }
-        w.WriteEndObject();
+        });
     }
 
     private static void WriteVcpu(Utf8JsonWriter w, VcpuFigures v)

@@ -256,24 +256,10 @@ public static class TraceBenchApp
     }
 
     /// <summary>(b): an in-process listener on every event of every provider, which only counts them.</summary>
-    private sealed class CountingListener : EventListener
+    private sealed class CountingListener : TracepointListener
     {
         public long Count { get; private set; }
 
-        protected override void OnEventSourceCreated(EventSource eventSource)
-        {
-            if (TraceProviders.IsOurs(eventSource?.Name))
-            {
-                EnableEvents(eventSource!, EventLevel.Verbose, EventKeywords.All);
-            }
-        }
-
-        protected override void OnEventWritten(EventWrittenEventArgs eventData)
-        {
-            if (TraceProviders.IsOurs(eventData?.EventSource.Name))
-            {
-                Count++;
-            }
-        }
+        protected override void OnTracepoint(EventWrittenEventArgs eventData) => Count++;
     }
 }
