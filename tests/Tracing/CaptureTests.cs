@@ -91,6 +91,25 @@ public sealed class CaptureTests
     }
 
     [Test]
+    public void KvmStat_SyncFallbackReasons_AddUpToTheRunsFallbacks()
+    {
+        using JsonDocument run = JsonDocument.Parse(File.ReadAllBytes(_tracedJson));
+        long fallbacks = run.RootElement.GetProperty("apf").GetProperty("sync_fallbacks").GetInt64();
+        var stats = Read(_trace).For(null, wholeTrace: false)!;
+        using JsonDocument stat = JsonDocument.Parse(StatReport.Json(stats));
+        var reasons = stat.RootElement.GetProperty("sync_fallback_reasons").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt64());
+        using var text = new StringWriter();
+        StatReport.Text(text, stats, [stats.RunId]);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(fallbacks, Is.Positive, "a run with synchronous fallbacks");
+            Assert.That(reasons.Values.Sum(), Is.EqualTo(fallbacks));
+            Assert.That(reasons.Keys, Is.SubsetOf(new[] { "cap", "allocation", "bad hva", "event pending", "interrupts", "disabled", "cpl" }));
+            Assert.That(text.ToString(), Does.Contain("sync fallbacks by reason: " + string.Join(", ", reasons.Select(kv => $"{kv.Key} {kv.Value}"))));
+        }
+    }
+
+    [Test]
     public void KvmStat_PerVcpuTime_EqualsTheRunsVcpus()
     {
         using JsonDocument run = JsonDocument.Parse(File.ReadAllBytes(_tracedJson));

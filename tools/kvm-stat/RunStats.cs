@@ -45,6 +45,7 @@ public sealed class RunStats
     private readonly Dictionary<(int Vm, int Vcpu), VcpuTimeModel> _models = [];
     private readonly Dictionary<(int Vm, int Vcpu), int> _queued = [];
     private readonly Dictionary<(int Vm, long Token), long> _notPresentAt = [];
+    private readonly SortedDictionary<string, long> _fallbackReasons = new(StringComparer.Ordinal);
     private readonly List<long> _latencies = [];
     private readonly List<(long TimeNs, long Outstanding)> _outstanding = [];
     private long _notPresent, _pageReady, _wakeAll, _syncFallbacks, _maxOutstanding;
@@ -153,6 +154,8 @@ public sealed class RunStats
             case "kvm_async_pf_sync_fallback" when counted:
                 v.SyncFallbacks++;
                 _syncFallbacks++;
+                string why = r.Text("Reason");
+                _fallbackReasons[why] = _fallbackReasons.GetValueOrDefault(why) + 1;
                 break;
             case "kvm_async_pf_queued":
                 Queued(key, v, r.Int("Queued"), r.Text("Change"), r.TimeNs, counted);
@@ -255,6 +258,11 @@ public sealed class RunStats
     public ApfFigures Apf => Windowed || _wholeTrace
         ? new ApfFigures(_notPresent, _pageReady, _wakeAll, _syncFallbacks, _maxOutstanding)
         : new ApfFigures(0, 0, 0, 0, 0);
+
+    /// <summary>The synchronous fallbacks of <see cref="Apf"/> by the reason their tracepoint gives (cap, allocation, cpl, ...).</summary>
+    public IReadOnlyDictionary<string, long> SyncFallbackReasons => Windowed || _wholeTrace
+        ? _fallbackReasons
+        : new SortedDictionary<string, long>(StringComparer.Ordinal);
 
     public IEnumerable<VcpuFigures> Vcpus => _vcpus.Values.OrderBy(v => v.VmId).ThenBy(v => v.VcpuId);
 

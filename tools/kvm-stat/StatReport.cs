@@ -35,6 +35,10 @@ public static class StatReport
         var a = s.Apf;
         o.WriteLine($"apf: {a.NotPresent} not present, {a.PageReady} page ready, {a.WakeAll} wake all, "
             + $"{a.SyncFallbacks} sync fallbacks, {a.MaxOutstanding} max outstanding");
+        if (s.SyncFallbackReasons.Count > 0)
+        {
+            o.WriteLine($"sync fallbacks by reason: {string.Join(", ", s.SyncFallbackReasons.Select(kv => $"{kv.Key} {kv.Value}"))}");
+        }
         var l = s.Latency;
         o.WriteLine(l.Samples == 0
             ? "not-present -> page-ready latency: no async fault completed"
@@ -71,7 +75,7 @@ public static class StatReport
         }
     }
 
-    /// <summary>The JSON of <c>--json</c>: events, apf, per_vcpu, latency_ns, then run, window and outstanding.</summary>
+    /// <summary>The JSON of <c>--json</c>: events, apf, per_vcpu, latency_ns, then run, window, outstanding and sync_fallback_reasons.</summary>
     public static byte[] Json(RunStats s)
     {
         ArgumentNullException.ThrowIfNull(s);
@@ -118,6 +122,12 @@ public static class StatReport
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            w.WriteStartObject("sync_fallback_reasons");
+            foreach (var (reason, count) in s.SyncFallbackReasons)
+            {
+                w.WriteNumber(reason, count);
+            }
+            w.WriteEndObject();
             w.WriteEndObject();
         });
     }

@@ -131,6 +131,7 @@ public sealed partial class Kernel
         }
         return false;
     }
+
     /// <summary>
     /// can_do_async_pf() (patch 8, CPL rule widened by patch 12): the guest enabled async PF, no
     /// event waits to be re-injected, the guest can take an interrupt, and it runs in user mode
