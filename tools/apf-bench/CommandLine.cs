@@ -192,12 +192,12 @@ public static class CommandLine
 
                 options of run and compare (compare ignores --apf):
                   --vcpus N               guest vCPUs, 1 to 1024 ({d.Vcpus})
-                  --guest-mem SIZE        guest RAM ({Sizes.FormatSize(d.GuestMemBytes)})
+                  --guest-mem SIZE        guest RAM, 128M to 4T ({Sizes.FormatSize(d.GuestMemBytes)})
                   --mem-limit SIZE        memory cgroup limit of the VMM process ({Sizes.FormatSize(d.MemLimitBytes)})
                   --fault-threads N       bm fault threads, 0 allowed ({d.FaultThreads})
                   --work-threads N        bm work threads, 0 allowed ({d.WorkThreads})
                   --array SIZE            the fault threads' shared array ({Sizes.FormatSize(d.ArrayBytes)})
-                  --duration TIME         simulated time measured ({Sizes.FormatTime(d.DurationNs)})
+                  --duration TIME         simulated time measured, at most 60000m ({Sizes.FormatTime(d.DurationNs)})
                   --seed N                the run's seed, unsigned 64-bit ({d.Seed})
                   --paging tdp|shadow     EPT or shadow paging (tdp)
                   --apf on|off            async page faults ({(d.Apf ? "on" : "off")})
