@@ -195,6 +195,30 @@ public sealed class AppTests
             Is.EqualTo((App.ExitFailed, "", "apf-bench: the simulation is not complete: the machine is being built\n")));
     }
 
+    private static readonly TestCaseData[] SimulationFailures =
+    [
+        new TestCaseData(new InvalidOperationException("the guest did not finish: simulated time 600000000000 ns, console: ")),
+        new TestCaseData(new ArgumentOutOfRangeException("when", "cannot arm an event in the past")),
+        new TestCaseData(new OverflowException("Arithmetic operation resulted in an overflow.")),
+    ];
+
+    [TestCaseSource(nameof(SimulationFailures))]
+    public void Main_SimulationThrows_OneLineExitCode1AndNoFile(Exception failure)
+    {
+        string file = Path.Combine(_dir, "out.json");
+        var runner = new FakeRunner { ThrowAlways = failure };
+        (int code, string stdout, string stderr) = AppHarness.Invoke(runner.Run, "run", "--json", file);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(App.ExitFailed));
+            Assert.That(AppHarness.Lines(stderr), Has.Length.EqualTo(1));
+            Assert.That(stderr, Does.StartWith($"apf-bench: the simulation failed: run: {failure.GetType().Name}: "));
+            Assert.That(stderr, Does.Not.Contain("   at "), "no stack trace");
+            Assert.That(stdout, Is.Empty);
+            Assert.That(Directory.GetFileSystemEntries(_dir), Is.Empty);
+        }
+    }
+
     [Test]
     public void Slides_PublishedBlocks_SumToPublishedTotalsAndRatio()
     {

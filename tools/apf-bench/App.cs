@@ -59,6 +59,11 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
             stderr.WriteLine($"apf-bench: the simulation is not complete: {OneLine(e.Message)}");
             return ExitFailed;
         }
+        catch (SimulationFailedException e)
+        {
+            stderr.WriteLine($"apf-bench: the simulation failed: {OneLine(e.Message)}");
+            return ExitFailed;
+        }
     }
 
     private int RunOne(Invocation inv)
@@ -130,11 +135,19 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
                 ? BadInputException.For("--apf", $"'on' is not supported by this build: {OneLine(e.Message)}")
                 : new BadInputException($"not supported by this build: {OneLine(e.Message)}");
         }
+        catch (Exception e) when (e is not (BadInputException or NotImplementedException))
+        {
+            // Exit code 1 of the contract: one line, not a stack trace (the message says where it stopped).
+            throw new SimulationFailedException($"{label}: {e.GetType().Name}: {e.Message}", e);
+        }
         finally
         {
             progress?.Clear();
         }
     }
+
+    /// <summary>The runner threw: the run failed (exit code 1), whatever the cause.</summary>
+    private sealed class SimulationFailedException(string message, Exception inner) : Exception(message, inner);
 
     private void Emit(Invocation inv, Func<byte[]> json)
     {
