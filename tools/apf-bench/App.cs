@@ -44,6 +44,7 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
             {
                 OutputFile.CheckWritable(timeline, "--timeline");
             }
+            CheckDistinctOutputs(inv);
             using var observers = new Observers(inv);
             int code = inv.Command == Command.Run ? RunOne(inv) : RunOffAndOn(inv);
             observers.Finish();
@@ -63,6 +64,34 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
         {
             stderr.WriteLine($"apf-bench: the simulation failed: {OneLine(e.Message)}");
             return ExitFailed;
+        }
+    }
+
+    /// <summary>Two options that name one file would each replace what the other wrote.</summary>
+    private static void CheckDistinctOutputs(Invocation inv)
+    {
+        var outputs = new List<(string Option, string Path)>();
+        if (inv.JsonPath is { } json && json != "-")
+        {
+            outputs.Add(("--json", json));
+        }
+        if (inv.TracePath is { } trace)
+        {
+            outputs.Add(("--trace", trace));
+        }
+        if (inv.TimelinePath is { } timeline)
+        {
+            outputs.Add(("--timeline", timeline));
+        }
+        for (int i = 0; i < outputs.Count; i++)
+        {
+            for (int j = i + 1; j < outputs.Count; j++)
+            {
+                if (OutputFile.SameFile(outputs[j].Path, outputs[i].Path, outputs[j].Option))
+                {
+                    throw BadInputException.For(outputs[j].Option, $"'{outputs[j].Path}' is also the {outputs[i].Option} file");
+                }
+            }
         }
     }
 
