@@ -1,3 +1,4 @@
+using KvmApf.Tracing;
 using KvmApf.Vmm;
 
 namespace KvmApf.Bench;

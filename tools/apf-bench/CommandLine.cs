@@ -1,4 +1,5 @@
 using System.Globalization;
+using KvmApf.Tracing;
 using KvmApf.Vmm;
 
 namespace KvmApf.Bench;
@@ -25,13 +26,6 @@ public sealed record Invocation(Command Command, BenchConfig Config, string? Jso
 
     /// <summary><c>--pace FACTOR</c>: simulated seconds per wall-clock second; 0 (the default) runs as fast as it can.</summary>
     public double Pace { get; init; }
-}
-
-/// <summary>Bad input (bench-contract.md): reported as one line, <c>apf-bench: MESSAGE</c>, exit code 2.</summary>
-public sealed class BadInputException(string message) : Exception(message)
-{
-    /// <summary>The usual shape: the option, then what was wrong with it.</summary>
-    public static BadInputException For(string option, string problem) => new($"{option}: {problem}");
 }
 
 /// <summary>The command line of bench-contract.md. Options take <c>--name VALUE</c> or <c>--name=VALUE</c>; the last one given wins,

@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
 
-namespace KvmApf.Bench;
+namespace KvmApf.Tracing;
 
 /// <summary>
-/// The output files (<c>--json</c>, <c>--trace</c>, <c>--timeline</c>): checked before the run so that a bad path
+/// The output files of the tools (apf-bench's <c>--json</c>, <c>--trace</c>, <c>--timeline</c>, kvm-stat's <c>--json</c>): checked before the run so that a bad path
 /// fails fast, written through a temporary file in the same directory and renamed into place, so that a failure
 /// leaves no partial file. <c>option</c> names the option in messages. A symbolic link is followed: the file it
 /// points to is replaced, not the link. A device, FIFO or socket (<c>/dev/null</c>, <c>/dev/stdout</c>, a named
