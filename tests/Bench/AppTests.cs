@@ -118,6 +118,62 @@ public sealed class AppTests
         Assert.That(AppHarness.Invoke("run", "--json", _dir), Is.EqualTo((App.ExitBadInput, "", $"apf-bench: --json: '{_dir}' is a directory\n")));
 
     [Test]
+    public void Main_JsonIsSymbolicLink_ReplacesTheFileItPointsToAndKeepsTheLink()
+    {
+        string target = Path.Combine(_dir, "real.json");
+        string link = Path.Combine(_dir, "link.json");
+        File.WriteAllText(target, "old");
+        File.CreateSymbolicLink(link, "real.json");
+        (int code, _, _) = AppHarness.Invoke("run", "--json", link);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(App.ExitOk));
+            Assert.That(new FileInfo(link).LinkTarget, Is.EqualTo("real.json"), "the link is still a link");
+            Assert.That(() => JsonDocument.Parse(File.ReadAllBytes(target)).Dispose(), Throws.Nothing);
+            Assert.That(Directory.GetFileSystemEntries(_dir), Has.Length.EqualTo(2), "no temporary file left");
+        }
+    }
+
+    [Test]
+    public void Main_JsonIsNamedPipe_WritesIntoThePipeAndKeepsIt()
+    {
+        string fifo = Path.Combine(_dir, "pipe");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", fifo))
+        {
+            mkfifo.WaitForExit();
+        }
+        var reader = Task.Run(() => File.ReadAllText(fifo));
+        (int code, _, string stderr) = AppHarness.Invoke("run", "--json", fifo);
+        bool read = reader.Wait(TimeSpan.FromSeconds(10));
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That((code, stderr), Is.EqualTo((App.ExitOk, "")));
+            Assert.That(read, Is.True, "the reader of the pipe got the JSON (not a regular file renamed over the pipe)");
+            Assert.That(read ? reader.Result : "", Does.StartWith("{"));
+            Assert.That(new FileInfo(fifo).Length, Is.Zero, "still a pipe");
+        }
+    }
+
+    private static readonly TestCaseData[] SameFileTwice =
+    [
+        new TestCaseData("out.json", "out.json").SetArgDisplayNames("same name"),
+        new TestCaseData("out.json", "./sub/../out.json").SetArgDisplayNames("same file, other spelling"),
+        new TestCaseData("link.json", "out.json").SetArgDisplayNames("a link to it"),
+    ];
+
+    [TestCaseSource(nameof(SameFileTwice))]
+    public void Main_JsonAndTimelineSameFile_FailsBeforeRunning(string json, string timeline)
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "sub"));
+        File.CreateSymbolicLink(Path.Combine(_dir, "link.json"), "out.json");
+        var runner = new FakeRunner();
+        string timelinePath = Path.Combine(_dir, timeline);
+        (int code, string stdout, string stderr) = AppHarness.Invoke(runner.Run, "run", "--json", Path.Combine(_dir, json), "--timeline", timelinePath);
+        Assert.That((code, stdout, stderr, runner.Calls.Count),
+            Is.EqualTo((App.ExitBadInput, "", $"apf-bench: --timeline: '{timelinePath}' is also the --json file\n", 0)));
+    }
+
+    [Test]
     public void Main_Run_EndsWithBmLines()
     {
         (int code, string stdout, _) = AppHarness.Invoke("run", "--work-threads", "3", "--apf", "off");
@@ -200,6 +256,30 @@ public sealed class AppTests
         var runner = new FakeRunner { ThrowAlways = new NotImplementedException("the machine is being built") };
         Assert.That(AppHarness.Invoke(runner.Run, "run"),
             Is.EqualTo((App.ExitFailed, "", "apf-bench: the simulation is not complete: the machine is being built\n")));
+    }
+
+    private static readonly TestCaseData[] SimulationFailures =
+    [
+        new TestCaseData(new InvalidOperationException("the guest did not finish: simulated time 600000000000 ns, console: ")),
+        new TestCaseData(new ArgumentOutOfRangeException("when", "cannot arm an event in the past")),
+        new TestCaseData(new OverflowException("Arithmetic operation resulted in an overflow.")),
+    ];
+
+    [TestCaseSource(nameof(SimulationFailures))]
+    public void Main_SimulationThrows_OneLineExitCode1AndNoFile(Exception failure)
+    {
+        string file = Path.Combine(_dir, "out.json");
+        var runner = new FakeRunner { ThrowAlways = failure };
+        (int code, string stdout, string stderr) = AppHarness.Invoke(runner.Run, "run", "--json", file);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(App.ExitFailed));
+            Assert.That(AppHarness.Lines(stderr), Has.Length.EqualTo(1));
+            Assert.That(stderr, Does.StartWith($"apf-bench: the simulation failed: run: {failure.GetType().Name}: "));
+            Assert.That(stderr, Does.Not.Contain("   at "), "no stack trace");
+            Assert.That(stdout, Is.Empty);
+            Assert.That(Directory.GetFileSystemEntries(_dir), Is.Empty);
+        }
     }
 
     [Test]

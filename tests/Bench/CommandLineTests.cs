@@ -23,6 +23,13 @@ public sealed class CommandLineTests
         new TestCaseData(new[] { "run", "--guest-mem", "64M" }, "--guest-mem: must be"),
         new TestCaseData(new[] { "run", "--mem-limit", "1M" }, "--mem-limit: must be"),
         new TestCaseData(new[] { "run", "--duration", "0s" }, "--duration: must be positive"),
+        new TestCaseData(new[] { "run", "--duration", "60001m" }, "--duration: must be at most 60000m"),
+        new TestCaseData(new[] { "run", "--duration", "9223372036854775807ns" }, "--duration: must be at most 60000m"),
+        new TestCaseData(new[] { "run", "--guest-mem", "8T" }, "--guest-mem: must be a multiple of 4K between 128M and 4T"),
+        new TestCaseData(new[] { "run", "--cost", "Disk.Blocks=2147483648" }, "--cost: Disk.Blocks must be at most 1073741824"),
+        new TestCaseData(new[] { "run", "--cost", "Disk.RotationNs=9223372036854775807" }, "--cost: Disk.RotationNs must be at most 1000000000000"),
+        new TestCaseData(new[] { "run", "--cost", "VmExitNs=1000000000001" }, "--cost: VmExitNs must be at most 1000000000000"),
+        new TestCaseData(new[] { "run", "--cost", "IncrementsPerMicrosecond=9223372036854775807", "--duration", "1s" }, "--cost: IncrementsPerMicrosecond=9223372036854775807 overflows bm's 64-bit counters"),
         new TestCaseData(new[] { "run", "--seed", "-1" }, "--seed: '-1' is not an unsigned 64-bit integer"),
         new TestCaseData(new[] { "run", "--seed", "18446744073709551616" }, "--seed: "),
         new TestCaseData(new[] { "run", "--paging", "ept" }, "--paging: 'ept' is not tdp or shadow"),
@@ -69,6 +76,10 @@ public sealed class CommandLineTests
     [TestCaseSource(nameof(UnknownOrMissing))]
     public void Main_UnknownOptionOrMissingValue_OneLineNamingItAndExitCode2(string[] args, string message) =>
         AssertBadInput(args, message);
+
+    [Test]
+    public void Validate_LargestGuestMemDurationAndDisk_Accepted() =>
+        Assert.That(CommandLine.Parse(["run", "--guest-mem", "4T", "--duration", "60000m", "--cost", "Disk.Blocks=1073741824"]).Config.Validate(), Is.Null);
 
     [Test]
     public void Parse_NoArguments_IsDefaultJobWithSlidesConfig()

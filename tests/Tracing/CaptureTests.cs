@@ -161,6 +161,45 @@ public sealed class CaptureTests
         new TestCaseData((object)new[] { "--pid", "x" }).SetArgDisplayNames("bad pid"),
     ];
 
+    /// <summary>Arguments with TRACE for the fixture's trace and DIR for an empty directory, and the line on standard error.</summary>
+    private static readonly TestCaseData[] BadInputBesideATrace =
+    [
+        new TestCaseData(new[] { "TRACE", "--json", "--all" }, "kvm-stat: --json: missing value").SetArgDisplayNames("json value is an option"),
+        new TestCaseData(new[] { "TRACE", "--json", "DIR" }, "kvm-stat: --json: 'DIR' is a directory").SetArgDisplayNames("json is a directory"),
+        new TestCaseData(new[] { "TRACE", "--json", "DIR/missing/x.json" }, "kvm-stat: --json: cannot write 'DIR/missing/x.json'").SetArgDisplayNames("json in a missing directory"),
+        new TestCaseData(new[] { "TRACE", "--json", "TRACE" }, "kvm-stat: --json: 'TRACE' is the trace file").SetArgDisplayNames("json is the trace"),
+        new TestCaseData(new[] { "DIR" }, "kvm-stat: DIR: is a directory").SetArgDisplayNames("trace is a directory"),
+        new TestCaseData(new[] { "TRACE", "--interval", "Infinity" }, "kvm-stat: --interval: not a positive number").SetArgDisplayNames("infinite interval"),
+        new TestCaseData(new[] { "--pid", "2147483647" }, "kvm-stat: --pid: no process 2147483647").SetArgDisplayNames("pid not running"),
+    ];
+
+    [TestCaseSource(nameof(BadInputBesideATrace))]
+    public void KvmStat_BadInputBesideATrace_OneLineExitCode2AndNothingWritten(string[] template, string message)
+    {
+        string dir = TracingRig.NewDirectory();
+        try
+        {
+            string[] args = [.. template.Select(a => a.Replace("TRACE", _trace, StringComparison.Ordinal).Replace("DIR", dir, StringComparison.Ordinal))];
+            using var stdout = new StringWriter();
+            using var stderr = new StringWriter();
+            long traceBytes = new FileInfo(_trace).Length;
+            int code = new KvmStatApp(stdout, stderr).Main(args);
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(code, Is.EqualTo(2));
+                Assert.That(stderr.ToString(), Does.StartWith(message.Replace("TRACE", _trace, StringComparison.Ordinal).Replace("DIR", dir, StringComparison.Ordinal)));
+                Assert.That(stderr.ToString().TrimEnd('\n'), Does.Not.Contain('\n'));
+                Assert.That(stdout.ToString(), Is.Empty, "fails before reading the trace");
+                Assert.That(Directory.GetFileSystemEntries(dir), Is.Empty);
+                Assert.That(new FileInfo(_trace).Length, Is.EqualTo(traceBytes), "the trace is untouched");
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [TestCaseSource(nameof(BadInput))]
     public void KvmStat_BadInput_OneLineAndExitCode2(string[] args)
     {

@@ -1,3 +1,4 @@
+using KvmApf.Tracing;
 using KvmApf.Vmm;
 
 namespace KvmApf.Bench;
@@ -44,6 +45,7 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
             {
                 OutputFile.CheckWritable(timeline, "--timeline");
             }
+            CheckDistinctOutputs(inv);
             using var observers = new Observers(inv);
             int code = inv.Command == Command.Run ? RunOne(inv) : RunOffAndOn(inv);
             observers.Finish();
@@ -58,6 +60,39 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
         {
             stderr.WriteLine($"apf-bench: the simulation is not complete: {OneLine(e.Message)}");
             return ExitFailed;
+        }
+        catch (SimulationFailedException e)
+        {
+            stderr.WriteLine($"apf-bench: the simulation failed: {OneLine(e.Message)}");
+            return ExitFailed;
+        }
+    }
+
+    /// <summary>Two options that name one file would each replace what the other wrote.</summary>
+    private static void CheckDistinctOutputs(Invocation inv)
+    {
+        var outputs = new List<(string Option, string Path)>();
+        if (inv.JsonPath is { } json && json != "-")
+        {
+            outputs.Add(("--json", json));
+        }
+        if (inv.TracePath is { } trace)
+        {
+            outputs.Add(("--trace", trace));
+        }
+        if (inv.TimelinePath is { } timeline)
+        {
+            outputs.Add(("--timeline", timeline));
+        }
+        for (int i = 0; i < outputs.Count; i++)
+        {
+            for (int j = i + 1; j < outputs.Count; j++)
+            {
+                if (OutputFile.SameFile(outputs[j].Path, outputs[i].Path, outputs[j].Option))
+                {
+                    throw BadInputException.For(outputs[j].Option, $"'{outputs[j].Path}' is also the {outputs[i].Option} file");
+                }
+            }
         }
     }
 
@@ -130,11 +165,19 @@ public sealed class App(TextWriter stdout, TextWriter stderr, BenchRun runner, b
                 ? BadInputException.For("--apf", $"'on' is not supported by this build: {OneLine(e.Message)}")
                 : new BadInputException($"not supported by this build: {OneLine(e.Message)}");
         }
+        catch (Exception e) when (e is not (BadInputException or NotImplementedException))
+        {
+            // Exit code 1 of the contract: one line, not a stack trace (the message says where it stopped).
+            throw new SimulationFailedException($"{label}: {e.GetType().Name}: {e.Message}", e);
+        }
         finally
         {
             progress?.Clear();
         }
     }
+
+    /// <summary>The runner threw: the run failed (exit code 1), whatever the cause.</summary>
+    private sealed class SimulationFailedException(string message, Exception inner) : Exception(message, inner);
 
     private void Emit(Invocation inv, Func<byte[]> json)
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using KvmApf.Tracing;
 using KvmApf.Vmm;
 
 namespace KvmApf.Bench;
@@ -25,13 +26,6 @@ public sealed record Invocation(Command Command, BenchConfig Config, string? Jso
 
     /// <summary><c>--pace FACTOR</c>: simulated seconds per wall-clock second; 0 (the default) runs as fast as it can.</summary>
     public double Pace { get; init; }
-}
-
-/// <summary>Bad input (bench-contract.md): reported as one line, <c>apf-bench: MESSAGE</c>, exit code 2.</summary>
-public sealed class BadInputException(string message) : Exception(message)
-{
-    /// <summary>The usual shape: the option, then what was wrong with it.</summary>
-    public static BadInputException For(string option, string problem) => new($"{option}: {problem}");
 }
 
 /// <summary>The command line of bench-contract.md. Options take <c>--name VALUE</c> or <c>--name=VALUE</c>; the last one given wins,
@@ -192,12 +186,12 @@ public static class CommandLine
 
                 options of run and compare (compare ignores --apf):
                   --vcpus N               guest vCPUs, 1 to 1024 ({d.Vcpus})
-                  --guest-mem SIZE        guest RAM ({Sizes.FormatSize(d.GuestMemBytes)})
+                  --guest-mem SIZE        guest RAM, 128M to 4T ({Sizes.FormatSize(d.GuestMemBytes)})
                   --mem-limit SIZE        memory cgroup limit of the VMM process ({Sizes.FormatSize(d.MemLimitBytes)})
                   --fault-threads N       bm fault threads, 0 allowed ({d.FaultThreads})
                   --work-threads N        bm work threads, 0 allowed ({d.WorkThreads})
                   --array SIZE            the fault threads' shared array ({Sizes.FormatSize(d.ArrayBytes)})
-                  --duration TIME         simulated time measured ({Sizes.FormatTime(d.DurationNs)})
+                  --duration TIME         simulated time measured, at most 60000m ({Sizes.FormatTime(d.DurationNs)})
                   --seed N                the run's seed, unsigned 64-bit ({d.Seed})
                   --paging tdp|shadow     EPT or shadow paging (tdp)
                   --apf on|off            async page faults ({(d.Apf ? "on" : "off")})

@@ -11,27 +11,24 @@ using System.Globalization;
 using Hw;
 using KvmApf.EngineBench;
 
-long events = 20_000_000;
-long warmup = 2_000_000;
-bool json = false;
-for (int i = 0; i < args.Length; i++)
+EngineBenchOptions options;
+try
 {
-    switch (args[i])
-    {
-        case "--json":
-            json = true;
-            break;
-        case "--events" when i + 1 < args.Length:
-            events = long.Parse(args[++i], CultureInfo.InvariantCulture);
-            break;
-        case "--warmup" when i + 1 < args.Length:
-            warmup = long.Parse(args[++i], CultureInfo.InvariantCulture);
-            break;
-        default:
-            Console.Error.WriteLine("usage: engine-bench [--events N] [--warmup N] [--json]");
-            return 2;
-    }
+    options = EngineBenchOptions.Parse(args);
 }
+catch (FormatException e)
+{
+    Console.Error.WriteLine($"engine-bench: {e.Message}");
+    return 2;
+}
+if (options.Help)
+{
+    Console.Write(EngineBenchOptions.Usage);
+    return 0;
+}
+long events = options.Events;
+long warmup = options.Warmup;
+bool json = options.Json;
 
 var results = new List<CaseResult>();
 foreach (int coroutines in (int[])[1000, 10])

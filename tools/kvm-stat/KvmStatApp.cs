@@ -38,7 +38,7 @@ public sealed class KvmStatApp(TextWriter stdout, TextWriter stderr)
             }
             o = Parse(args);
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException or BadInputException)
         {
             stderr.WriteLine($"kvm-stat: {e.Message}");
             return 2;
@@ -54,6 +54,14 @@ public sealed class KvmStatApp(TextWriter stdout, TextWriter stderr)
             {
                 Live(o, stats);
             }
+        }
+        catch (Microsoft.Diagnostics.NETCore.Client.ServerNotAvailableException e) when (o.File is null)
+        {
+            // The process is not a .NET process, or its diagnostics are off: the --pid given is wrong. The
+            // first sentence says which; the rest is the client's advice on containers and TMPDIR.
+            string first = e.Message.ReplaceLineEndings(" ").Split(". ", 2)[0].TrimEnd('.');
+            stderr.WriteLine($"kvm-stat: --pid: cannot attach to process {o.Pid}: {first}");
+            return 2;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or FormatException
             or Microsoft.Diagnostics.NETCore.Client.ServerNotAvailableException or Microsoft.Diagnostics.NETCore.Client.ServerErrorException)
@@ -81,7 +89,15 @@ public sealed class KvmStatApp(TextWriter stdout, TextWriter stderr)
             }
             else
             {
-                File.WriteAllBytes(json, bytes);
+                try
+                {
+                    OutputFile.WriteAtomically(json, bytes);
+                }
+                catch (BadInputException e)
+                {
+                    stderr.WriteLine($"kvm-stat: {e.Message}");
+                    return 2;
+                }
             }
         }
         return 0;
@@ -120,19 +136,34 @@ public sealed class KvmStatApp(TextWriter stdout, TextWriter stderr)
         }
     }
 
+    private static bool ProcessExists(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
     private static Options Parse(IReadOnlyList<string> args)
     {
         var o = new Options(null, null, null, null, false, 1);
         for (int i = 0; i < args.Count; i++)
         {
             string a = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new FormatException($"{a}: missing value");
+            string Value() => i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal)
+                ? args[++i]
+                : throw new FormatException($"{a}: missing value");
             o = a switch
             {
                 "--json" => o with { Json = Value() },
                 "--run" => o with { Run = long.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out long r) ? r : throw new FormatException("--run: not a run id") },
                 "--pid" => o with { Pid = int.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out int p) && p > 0 ? p : throw new FormatException("--pid: not a process id") },
-                "--interval" => o with { Interval = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s > 0 ? s : throw new FormatException("--interval: not a positive number of seconds") },
+                "--interval" => o with { Interval = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s > 0 && double.IsFinite(s) ? s : throw new FormatException("--interval: not a positive number of seconds") },
                 "--all" => o with { All = true },
                 _ when a.StartsWith('-') => throw new FormatException($"{a}: unknown option (see --help)"),
                 _ when o.File is null => o with { File = a },
@@ -145,7 +176,19 @@ public sealed class KvmStatApp(TextWriter stdout, TextWriter stderr)
         }
         if (o.File is { } file && !File.Exists(file))
         {
-            throw new FormatException($"{file}: no such file");
+            throw new FormatException(Directory.Exists(file) ? $"{file}: is a directory" : $"{file}: no such file");
+        }
+        if (o.Pid is { } pid && !ProcessExists(pid))
+        {
+            throw new FormatException($"--pid: no process {pid}");
+        }
+        if (o.Json is { } json && json != "-")
+        {
+            OutputFile.CheckWritable(json);
+            if (o.File is { } input && OutputFile.SameFile(json, input, "--json"))
+            {
+                throw BadInputException.For("--json", $"'{json}' is the trace file");
+            }
         }
         return o;
     }

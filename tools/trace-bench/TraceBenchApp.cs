@@ -44,20 +44,31 @@ public static class TraceBenchApp
         {
             for (int i = 0; i < args.Length; i++)
             {
-                string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]}: missing value");
-                switch (args[i])
+                string name = args[i];
+                string Value() => i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal)
+                    ? args[++i]
+                    : throw new FormatException($"{name}: missing value");
+                switch (name)
                 {
-                    case "--rounds": rounds = int.Parse(Value(), CultureInfo.InvariantCulture); break;
-                    case "--duration": config = config with { DurationNs = Sizes.ParseTime(Value()) }; break;
-                    case "--apf": config = config with { Apf = Value() == "on" }; break;
-                    case "--calls": calls = long.Parse(Value(), CultureInfo.InvariantCulture); break;
+                    case "--rounds": rounds = (int)Positive(name, Value(), int.MaxValue); break;
+                    case "--duration": config = config with { DurationNs = Named(name, Sizes.ParseTime, Value()) }; break;
+                    case "--apf": config = config with { Apf = OnOff(name, Value()) }; break;
+                    case "--calls": calls = Positive(name, Value(), long.MaxValue); break;
                     case "--keep": keep = Value(); break;
                     case "--help" or "-h": o.Write(Usage); return 0;
-                    default: throw new FormatException($"{args[i]}: unknown option");
+                    default: throw new FormatException($"{name}: unknown option (see --help)");
                 }
             }
+            if (config.Validate() is { } problem)
+            {
+                throw BadInputException.For(problem.Option, problem.Message);
+            }
+            if (keep is not null)
+            {
+                OutputFile.CheckWritable(keep, "--keep");
+            }
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException or BadInputException)
         {
             err.WriteLine($"trace-bench: {e.Message}");
             return 2;
@@ -119,7 +130,7 @@ public static class TraceBenchApp
             }
             if (keep is not null)
             {
-                File.Move(file, keep, overwrite: true);
+                OutputFile.Commit(file, keep, "--keep");
             }
         }
         finally
@@ -146,6 +157,32 @@ public static class TraceBenchApp
         o.WriteLine($"per event: (b) costs {F((mb - ma) / events * 1e9, 0)} ns, (c) {F((mc - ma) / events * 1e9, 0)} ns; a ratio of 1.3 allows {F(budgetNs, 0)} ns "
             + $"({events} events in 30% of (a)); an in-process listener alone costs {F(listenerFloor, 0)} ns per kvm_entry in a loop that does nothing else");
         return 0;
+    }
+
+    /// <summary>A whole number from 1 to <paramref name="max"/>, or a message that names <paramref name="option"/>.</summary>
+    private static long Positive(string option, string text, long max) =>
+        long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n >= 1 && n <= max
+            ? n
+            : throw new FormatException($"{option}: '{text}' is not a whole number from 1 to {max}");
+
+    private static bool OnOff(string option, string text) => text switch
+    {
+        "on" => true,
+        "off" => false,
+        _ => throw new FormatException($"{option}: '{text}' is not on or off"),
+    };
+
+    /// <summary>Parses with <paramref name="parse"/>, whose message gains the option's name.</summary>
+    private static long Named(string option, Func<string, long> parse, string text)
+    {
+        try
+        {
+            return parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new FormatException($"{option}: {e.Message}", e);
+        }
     }
 
     /// <summary>Wall seconds, and CPU seconds of all the process's threads (a second view when the machine is shared).</summary>

@@ -49,6 +49,19 @@ public sealed record BenchConfig
     /// <summary>Guest memory the guest kernel keeps for itself (image, memmap, slab), which the array must leave free.</summary>
     public const long GuestKernelReserveBytes = 64 * MiB;
 
+    /// <summary>The most guest RAM a run can have: the swap disk holds all of it, and mm/swapfile.c's
+    /// swap_map is one array of a byte per slot, which .NET caps below 2^31 elements.</summary>
+    public const long MaxGuestMemBytes = 4 * 1024 * GiB;
+
+    /// <summary>The longest measured interval, 1000 hours: simulated time plus the boot budget stays far from 2^63 ns.</summary>
+    public const long MaxDurationNs = 1000L * 3600 * 1_000_000_000;
+
+    /// <summary>The largest time a cost may be, ns (1000 s): sums of a few of them stay far from 2^63 ns.</summary>
+    public const long MaxCostNs = 1_000_000_000_000;
+
+    /// <summary>The largest swap disk, blocks of 4K: the swap map's limit of <see cref="MaxGuestMemBytes"/>.</summary>
+    public const long MaxDiskBlocks = MaxGuestMemBytes / 4096;
+
     /// <summary>Checks the configuration; returns the first problem as (option, message), or null.</summary>
     public (string Option, string Message)? Validate()
     {
@@ -56,9 +69,9 @@ public sealed record BenchConfig
         {
             return ("--vcpus", $"must be between 1 and 1024, got {Vcpus}");
         }
-        if (GuestMemBytes < 128 * MiB || GuestMemBytes % 4096 != 0)
+        if (GuestMemBytes < 128 * MiB || GuestMemBytes > MaxGuestMemBytes || GuestMemBytes % 4096 != 0)
         {
-            return ("--guest-mem", $"must be a multiple of 4K and at least 128M, got {GuestMemBytes} bytes");
+            return ("--guest-mem", $"must be a multiple of 4K between 128M and 4T, got {GuestMemBytes} bytes");
         }
         if (MemLimitBytes < 64 * MiB)
         {
@@ -84,6 +97,10 @@ public sealed record BenchConfig
         {
             return ("--duration", "must be positive");
         }
+        if (DurationNs > MaxDurationNs)
+        {
+            return ("--duration", $"must be at most 60000m (1000 hours), got {DurationNs} ns");
+        }
         if (Abi is not ("v3" or "merged"))
         {
             return ("--abi", $"must be v3 or merged, got '{Abi}'");
@@ -99,24 +116,36 @@ public sealed record BenchConfig
     {
         var c = Costs;
         var d = c.Disk;
-        (string Name, long Value, long Min)[] rules =
+        const long ns = MaxCostNs;
+        (string Name, long Value, long Min, long Max)[] rules =
         [
-            (nameof(c.VmExitNs), c.VmExitNs, 0), (nameof(c.VmEntryNs), c.VmEntryNs, 0), (nameof(c.InlineExitNs), c.InlineExitNs, 0),
-            (nameof(c.HostFaultNs), c.HostFaultNs, 0), (nameof(c.HostAnonPageNs), c.HostAnonPageNs, 0), (nameof(c.ReclaimPerPageNs), c.ReclaimPerPageNs, 0),
-            (nameof(c.GuestEventDeliveryNs), c.GuestEventDeliveryNs, 0), (nameof(c.GuestTickNs), c.GuestTickNs, 0),
-            (nameof(c.GuestContextSwitchNs), c.GuestContextSwitchNs, 0), (nameof(c.GuestPageFaultNs), c.GuestPageFaultNs, 0),
-            (nameof(c.GuestSyscallNs), c.GuestSyscallNs, 0), (nameof(c.FaultLoopIterationNs), c.FaultLoopIterationNs, 1),
-            (nameof(c.IncrementsPerMicrosecond), c.IncrementsPerMicrosecond, 0),
-            ("Disk." + nameof(d.MinSeekNs), d.MinSeekNs, 0), ("Disk." + nameof(d.MaxSeekNs), d.MaxSeekNs, d.MinSeekNs),
-            ("Disk." + nameof(d.RotationNs), d.RotationNs, 1), ("Disk." + nameof(d.BytesPerSecond), d.BytesPerSecond, 1),
-            ("Disk." + nameof(d.Blocks), d.Blocks, 1),
+            (nameof(c.VmExitNs), c.VmExitNs, 0, ns), (nameof(c.VmEntryNs), c.VmEntryNs, 0, ns), (nameof(c.InlineExitNs), c.InlineExitNs, 0, ns),
+            (nameof(c.HostFaultNs), c.HostFaultNs, 0, ns), (nameof(c.HostAnonPageNs), c.HostAnonPageNs, 0, ns), (nameof(c.ReclaimPerPageNs), c.ReclaimPerPageNs, 0, ns),
+            (nameof(c.GuestEventDeliveryNs), c.GuestEventDeliveryNs, 0, ns), (nameof(c.GuestTickNs), c.GuestTickNs, 0, ns),
+            (nameof(c.GuestContextSwitchNs), c.GuestContextSwitchNs, 0, ns), (nameof(c.GuestPageFaultNs), c.GuestPageFaultNs, 0, ns),
+            (nameof(c.GuestSyscallNs), c.GuestSyscallNs, 0, ns), (nameof(c.FaultLoopIterationNs), c.FaultLoopIterationNs, 1, ns),
+            (nameof(c.IncrementsPerMicrosecond), c.IncrementsPerMicrosecond, 0, long.MaxValue),
+            ("Disk." + nameof(d.MinSeekNs), d.MinSeekNs, 0, ns), ("Disk." + nameof(d.MaxSeekNs), d.MaxSeekNs, d.MinSeekNs, ns),
+            ("Disk." + nameof(d.RotationNs), d.RotationNs, 1, ns), ("Disk." + nameof(d.BytesPerSecond), d.BytesPerSecond, 1, long.MaxValue),
+            ("Disk." + nameof(d.Blocks), d.Blocks, 1, MaxDiskBlocks),
         ];
-        foreach (var (name, value, min) in rules)
+        foreach (var (name, value, min, max) in rules)
         {
             if (value < min)
             {
                 return ("--cost", $"{name} must be at least {min}, got {value}");
             }
+            if (value > max)
+            {
+                return ("--cost", $"{name} must be at most {max}, got {value}");
+            }
+        }
+        // bm's work threads count user ns times IncrementsPerMicrosecond (tools/guest/Bm.cs), and the
+        // total adds every thread's count: both must fit in 64 bits over the measured interval.
+        Int128 perThread = (Int128)DurationNs * c.IncrementsPerMicrosecond;
+        if (perThread > long.MaxValue || perThread * Math.Max(1, Vcpus) / 1000 > long.MaxValue)
+        {
+            return ("--cost", $"IncrementsPerMicrosecond={c.IncrementsPerMicrosecond} overflows bm's 64-bit counters over a {DurationNs} ns --duration");
         }
         return null;
     }
