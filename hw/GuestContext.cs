@@ -206,8 +206,11 @@ public sealed class GuestContext(string name)
     /// <summary>Stores executed by this context.</summary>
     public long Stores { get; internal set; }
 
-    /// <summary>Stores of this context whose host fault needed swap I/O.</summary>
+    /// <summary>Stores of this context whose host fault needed swap I/O, counted when the store retires.</summary>
     public long HostMajorFaults { get; internal set; }
+
+    /// <summary>The user store at the head of this context's run faulted in the host and needed swap I/O (sync or async); it counts in <see cref="HostMajorFaults"/> once it retires.</summary>
+    internal bool StoreNeededSwapIn { get; set; }
 
     /// <summary>True while no operation and no kernel path is pending (a context that has finished).</summary>
     public bool Idle => UserKind == OpKind.None && KernelKind == OpKind.None && HandlerDepth == 0;

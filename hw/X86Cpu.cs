@@ -159,12 +159,16 @@ public sealed class X86Cpu
         }
     }
 
-    /// <summary>Called by the host when the fault of the last exit needed swap I/O; counted on the context that faulted.</summary>
+    /// <summary>
+    /// Called by the host when the fault of the last exit needed swap I/O. A user store's fault is
+    /// counted on the context that faulted when that store retires, so that a measured interval
+    /// counts a store's swap-in with the store itself; a kernel access's is not a store's.
+    /// </summary>
     public void AccountMajorFault()
     {
-        if (LastExitContext is not null)
+        if (LastExitContext is not null && (LastExit.ErrorCode & (uint)PfErr.User) != 0)
         {
-            LastExitContext.HostMajorFaults++;
+            LastExitContext.StoreNeededSwapIn = true;
         }
     }
 
@@ -551,7 +555,7 @@ public sealed class X86Cpu
                 {
                     if (ctx.UserKind == OpKind.Store)
                     {
-                        ctx.Stores++;
+                        RetireStores(ctx, 1);
                     }
                     ctx.UserRemaining = 0;
                     CompleteUser(ctx);
@@ -561,14 +565,31 @@ public sealed class X86Cpu
         Step();
     }
 
+    /// <summary>
+    /// The first <paramref name="count"/> stores of the context's run are done; a single store
+    /// (<see cref="OpKind.Store"/>) is a run of one with nothing queued.
+    /// </summary>
     private static void RetireStores(GuestContext ctx, long count)
     {
-        for (long i = 0; i < count; i++)
+        if (count == 0)
         {
-            ctx.Lookahead.Dequeue();
+            return;
+        }
+        if (ctx.UserKind == OpKind.StoreLoop)
+        {
+            for (long i = 0; i < count; i++)
+            {
+                ctx.Lookahead.Dequeue();
+            }
+            ctx.StoresLeft -= count;
         }
         ctx.Stores += count;
-        ctx.StoresLeft -= count;
+        if (ctx.StoreNeededSwapIn)
+        {
+            // The first of them is the store that faulted: a miss only ever raises a fault at the head of a run.
+            ctx.StoreNeededSwapIn = false;
+            ctx.HostMajorFaults++;
+        }
     }
 
     private void CompleteUser(GuestContext ctx)
