@@ -153,6 +153,23 @@ public sealed class CaptureTests
         }
     }
 
+    [Test]
+    public void KvmStat_TruncatedTrace_OneLineSayingSoAndExitCode1()
+    {
+        string truncated = Path.Combine(_dir, "truncated.nettrace");
+        byte[] whole = File.ReadAllBytes(_trace);
+        File.WriteAllBytes(truncated, whole[..(whole.Length / 3)]);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        int code = new KvmStatApp(stdout, stderr).Main([truncated]);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(stderr.ToString(), Does.StartWith($"kvm-stat: cannot read '{truncated}': not a complete .nettrace (truncated, empty, or another format): "));
+            Assert.That(stderr.ToString().TrimEnd('\n'), Does.Not.Contain('\n'), "one line");
+        }
+    }
+
     private static readonly TestCaseData[] BadInput =
     [
         new TestCaseData((object)new[] { "/nonexistent/x.nettrace" }).SetArgDisplayNames("missing file"),

@@ -63,6 +63,12 @@ public sealed class KvmStatApp(TextWriter stdout, TextWriter stderr)
             stderr.WriteLine($"kvm-stat: --pid: cannot attach to process {o.Pid}: {first}");
             return 2;
         }
+        catch (FormatException e) when (o.File is { } f)
+        {
+            // TraceEvent's parser: the file ends before the stream does, or is not EventPipe's format at all.
+            stderr.WriteLine($"kvm-stat: cannot read '{f}': not a complete .nettrace (truncated, empty, or another format): {e.Message.ReplaceLineEndings(" ")}");
+            return 1;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or FormatException
             or Microsoft.Diagnostics.NETCore.Client.ServerNotAvailableException or Microsoft.Diagnostics.NETCore.Client.ServerErrorException)
         {
