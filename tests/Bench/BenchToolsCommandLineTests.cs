@@ -37,6 +37,29 @@ public sealed class BenchToolsCommandLineTests
         }
     }
 
+    [Test]
+    public void TraceBench_DiagnosticsOff_OneLineNamingTheCaptureExitCode2()
+    {
+        // A process of its own: EventPipe is off only where DOTNET_EnableDiagnostics=0 was set at start.
+        string dll = Path.Combine(AppContext.BaseDirectory, "trace-bench.dll");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [dll, "--rounds", "1", "--duration", "1ms", "--calls", "1000"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
+        using var process = System.Diagnostics.Process.Start(start)!;
+        string stderr = process.StandardError.ReadToEnd();
+        process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(process.ExitCode, Is.EqualTo(2));
+            Assert.That(stderr, Does.StartWith("trace-bench: (c) .nettrace capture: cannot start an EventPipe session on this process"));
+            Assert.That(AppHarness.Lines(stderr), Has.Length.EqualTo(1), "no stack trace");
+        }
+    }
+
     private static readonly TestCaseData[] EngineBenchBadInput =
     [
         new TestCaseData(new[] { "--events", "abc" }, "--events: 'abc' is not a whole number of at least 1"),

@@ -54,7 +54,9 @@ public sealed class TraceCapture : IDisposable
         }
         catch (Exception e) when (e is ServerNotAvailableException or ServerErrorException or IOException or UnauthorizedAccessException)
         {
-            throw BadInputException.For(option, $"cannot start an EventPipe session on this process (is DOTNET_EnableDiagnostics=0 set, or /tmp not writable?): {e.Message}");
+            // The client's first sentence says what failed; the rest is its advice on containers and TMPDIR.
+            string first = e.Message.ReplaceLineEndings(" ").Split(". ", 2)[0].TrimEnd('.');
+            throw BadInputException.For(option, $"cannot start an EventPipe session on this process (is DOTNET_EnableDiagnostics=0 set, or /tmp not writable?): {first}");
         }
         string temp = OutputFile.Temporary(path, option);
         var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);

@@ -104,7 +104,7 @@ public static class TraceBenchApp
             (double, double) Capture(BenchConfig cfg) => Timed(() =>
             {
                 var watch = Stopwatch.StartNew();
-                using var capture = TraceCapture.Start(file);
+                using var capture = TraceCapture.Start(file, "(c) .nettrace capture");
                 double started = watch.Elapsed.TotalSeconds;
                 BenchRunner.Run(cfg);
                 double ran = watch.Elapsed.TotalSeconds;
@@ -132,6 +132,12 @@ public static class TraceBenchApp
             {
                 OutputFile.Commit(file, keep, "--keep");
             }
+        }
+        catch (BadInputException e)
+        {
+            // The capture could not start: diagnostics are off in this process, or --keep cannot be written after all.
+            err.WriteLine($"trace-bench: {e.Message}");
+            return 2;
         }
         finally
         {
