@@ -109,6 +109,35 @@ public sealed class X86Cpu
     /// <summary>Time-in-state counters; the host marks stalls and halts, the CPU marks guest and host mode.</summary>
     public Residency Residency { get; }
 
+    /// <summary>
+    /// What cutting the segment in flight now would credit to the current context, as
+    /// <see cref="Pause"/> credits it: the guest-mode time it has run (user or kernel), the stores
+    /// of a store run that are done, and the swap-in of the first of them if it needed one.
+    /// Changes nothing. A context's counters move when a segment ends or is cut, while
+    /// <see cref="Residency"/> counts the current stretch too: a measured interval that opens or
+    /// closes inside a segment adds this to the counters, so that it counts the part of the
+    /// segment that fell inside it, as it counts the vCPU's guest time.
+    /// </summary>
+    public SegmentProgress InFlight
+    {
+        get
+        {
+            if (_segmentStart < 0 || Current is not { } ctx)
+            {
+                return default;
+            }
+            long elapsed = _loop.Now - _segmentStart;
+            switch (_segmentOwner)
+            {
+                case SegmentOwner.User:
+                    long stores = ctx.UserKind == OpKind.StoreLoop ? elapsed / ctx.StoreCost : 0;
+                    return new SegmentProgress(ctx, elapsed, 0, stores, stores > 0 && ctx.StoreNeededSwapIn ? 1 : 0);
+                default:
+                    return new SegmentProgress(ctx, 0, elapsed, 0, 0);
+            }
+        }
+    }
+
     /// <summary>True when the guest can take an external interrupt now (IF set, not inside an event delivery).</summary>
     public bool InterruptAllowed => InterruptsEnabled;
 
@@ -891,3 +920,9 @@ public sealed class X86Cpu
         protected override void Continue(Action continuation) => continuation();
     }
 }
+
+/// <summary>
+/// The part of a compute segment in flight that its context's counters do not hold yet
+/// (<see cref="X86Cpu.InFlight"/>): user and kernel ns, stores done and the host major fault among them.
+/// </summary>
+public readonly record struct SegmentProgress(GuestContext? Context, long UserNs, long KernelNs, long Stores, long HostMajorFaults);

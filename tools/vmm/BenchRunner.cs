@@ -169,11 +169,23 @@ public static class BenchRunner
             c.Residency[VcpuState.Guest], c.Residency[VcpuState.Host], c.Residency[VcpuState.Stall], c.Residency[VcpuState.Halt],
         })];
 
-        private (long, long, long, long)[] SnapshotContexts() =>
-        [
-            .. Tasks.Select(t => t.Context!).Concat(m.Guest.Runqueues.Select(rq => rq.Idle.Context!))
-                .Select(c => (c.UserNs, c.KernelNs, c.Stores, c.HostMajorFaults)),
-        ];
+        /// <summary>
+        /// Every context's counters, with the part of a segment in flight on a CPU that they do not
+        /// hold yet: the vCPUs' guest time counts up to now, so the contexts' time must too.
+        /// </summary>
+        private (long, long, long, long)[] SnapshotContexts()
+        {
+            var inFlight = m.Cpus.Select(c => c.InFlight).Where(p => p.Context is not null).ToDictionary(p => p.Context!);
+            return
+            [
+                .. Tasks.Select(t => t.Context!).Concat(m.Guest.Runqueues.Select(rq => rq.Idle.Context!))
+                    .Select(c =>
+                    {
+                        var p = inFlight.GetValueOrDefault(c);
+                        return (c.UserNs + p.UserNs, c.KernelNs + p.KernelNs, c.Stores + p.Stores, c.HostMajorFaults + p.HostMajorFaults);
+                    }),
+            ];
+        }
 
         private (long, long, long, long) SnapshotHost() => (m.Host.PgMajFault, m.Host.PswpIn, m.Host.PswpOut, m.Host.PgSteal);
 
