@@ -18,10 +18,10 @@ public sealed partial class Kernel
     /// <summary>Swap writes queued by one reclaim pass, submitted together (the block layer's plug).</summary>
     private readonly List<Page> _swapPlug = [];
 
-    /// <summary>PSWPIN: pages read from swap.</summary>
+    /// <summary>PSWPIN: pages read from swap, counted when the read is submitted (as swap_readpage does).</summary>
     public long PswpIn { get; private set; }
 
-    /// <summary>PSWPOUT: pages written to swap.</summary>
+    /// <summary>PSWPOUT: pages written to swap, counted when the write is started (as swap_writepage does).</summary>
     public long PswpOut { get; private set; }
 
     /// <summary>swap_writepage(): starts writeback of a dirty swap-cache page.</summary>
@@ -29,6 +29,7 @@ public sealed partial class Kernel
     public void SwapWritepage(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
+        PswpOut++;
         page.Clear(PageFlags.PG_dirty);
         page.Set(PageFlags.PG_writeback);
         SwapDevice!.WriteContent((long)page.Private.Offset, CopyFrame(page.Pfn));
@@ -63,6 +64,7 @@ public sealed partial class Kernel
     [Port("mm/page_io.c", "swap_readpage")]
     public void SwapReadpage(Page page)
     {
+        PswpIn++;
         var bio = new Bio(this, write: false);
         bio.Pages.Add(page);
         KvmTrace.Log.mm_swap_readpage(TraceRunId, TraceVmId, -1, Now, (long)page.Private.Offset, (long)page.Pfn, Name);
@@ -98,7 +100,6 @@ public sealed partial class Kernel
     [Port("mm/page_io.c", "end_swap_bio_write")]
     private void EndSwapBioWrite(Page page)
     {
-        PswpOut++;
         EndPageWriteback(page);
         RotateReclaimablePage(page);
     }
@@ -107,7 +108,6 @@ public sealed partial class Kernel
     [Port("mm/page_io.c", "end_swap_bio_read")]
     private void EndSwapBioRead(Page page)
     {
-        PswpIn++;
         Ram?.PutFrame(page.Pfn, CopyOf(SwapDevice!.ReadContent((long)page.Private.Offset)));
         page.Set(PageFlags.PG_uptodate);
         UnlockPage(page);

@@ -241,4 +241,32 @@ public sealed class Patch00BaselineTests
             Assert.That(rig.UsageSamples, Is.GreaterThan(10_000));
         }
     }
+
+    [Test]
+    public void SwapIo_PswpinAndPswpout_CountWhenTheIoIsSubmitted()
+    {
+        // mm/page_io.c: swap_writepage() and swap_readpage() count PSWPOUT and PSWPIN as they submit
+        // the bio, so a measured interval counts the reads its faults started.
+        using var rig = new HostApfRig().Boot();
+        ulong gfn = HostApfRig.Gfn(0);
+        long pswpout = rig.Host.PswpOut;
+        rig.Evict(gfn);
+        long pswpin = rig.Host.PswpIn;
+        long diskReads = rig.Disk.Reads;
+        long doneAt = -1;
+        rig.HostThread("reader", async self =>
+        {
+            await rig.Host.GetUserPages(self, rig.VmmMm, rig.HvaOf(gfn), write: true);
+            doneAt = rig.Loop.Now;
+        });
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(rig.Host.PswpOut, Is.EqualTo(pswpout + 1), "the eviction wrote the page");
+            Assert.That(rig.Swap.Outstanding, Is.EqualTo(1), "precondition: the read is in flight");
+            Assert.That(rig.Disk.Reads, Is.EqualTo(diskReads), "precondition: the disk has not finished it");
+            Assert.That(rig.Host.PswpIn, Is.EqualTo(pswpin + 1), "counted at submission");
+        }
+        rig.RunUntil(() => doneAt >= 0);
+        Assert.That(rig.Host.PswpIn, Is.EqualTo(pswpin + 1), "and not again at completion");
+    }
 }
