@@ -150,4 +150,29 @@ public sealed class Patch06GupNoioTests
             Assert.That((thread.MajFlt, thread.MinFlt), Is.EqualTo((0L, 0L)));
         }
     }
+
+    [Test]
+    public void GetUserPages_CgroupAtItsLimit_StillReclaimsAndMapsThePage()
+    {
+        using var rig = new HostApfRig().Boot();
+        ulong gfn = HostApfRig.Gfn(200);
+        rig.Cgroup.Limit = rig.Cgroup.Usage;
+        long stolen = rig.Host.PgSteal;
+        Page? page = null;
+        bool returned = false;
+        var thread = rig.HostThread("gup-probe", async self =>
+        {
+            page = await rig.Host.GetUserPages(self, rig.VmmMm, rig.HvaOf(gfn), write: true);
+            returned = true;
+        });
+        rig.RunUntil(() => returned);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(page, Is.Not.Null, "FAULT_FLAG_MINOR is get_user_pages_noio's alone: the ordinary call makes room");
+            Assert.That(rig.Host.PgSteal, Is.GreaterThan(stolen), "by reclaim");
+            Assert.That(rig.HostPfn(gfn), Is.EqualTo(page?.Pfn), "and maps the page");
+            Assert.That(rig.Cgroup.Usage, Is.LessThanOrEqualTo(rig.Cgroup.Limit));
+            Assert.That((thread.MajFlt, thread.MinFlt), Is.EqualTo((0L, 1L)), "a first touch: one minor fault");
+        }
+    }
 }
