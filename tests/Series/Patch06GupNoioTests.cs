@@ -116,11 +116,14 @@ public sealed class Patch06GupNoioTests
         ulong gfn = HostApfRig.Gfn(200);
         ulong pteBefore = rig.HostPte(gfn);
         var disk = Disk(rig);
+        long usage = rig.Cgroup.Usage;
+        rig.Cgroup.Limit = usage + (long)Pgtable.PAGE_SIZE; // room for exactly this page
         var (page, thread, atOnce, _) = Noio(rig, gfn);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(Pgtable.PteNone(pteBefore), Is.True, "precondition: never touched");
             Assert.That(page, Is.Not.Null, "a zero page needs no I/O");
+            Assert.That(rig.Cgroup.Usage, Is.EqualTo(usage + (long)Pgtable.PAGE_SIZE), "charged to the VMM's cgroup, which it fills to the limit");
             Assert.That(atOnce, Is.True);
             Assert.That(rig.HostPfn(gfn), Is.EqualTo(page?.Pfn));
             Assert.That(Disk(rig), Is.EqualTo(disk));
