@@ -54,6 +54,7 @@ public sealed class Patch03GuestInitTests
                 Assert.That(writes[0] & 0x3f, Is.EqualTo(ApfAbi.KVM_ASYNC_PF_ENABLED), $"CPU {cpu}: enable bit, nothing else (non-preemptible guest)");
                 Assert.That(area % 64, Is.Zero, $"CPU {cpu}: a 64-byte aligned area");
                 Assert.That(area, Is.EqualTo(Kernel.ApfReasonGpa(cpu)), $"CPU {cpu}: its own per-CPU area");
+                Assert.That(area >> Pgtable.PAGE_SHIFT, Is.EqualTo(GuestLayout.PerCpuBase + (ulong)cpu), $"CPU {cpu}: inside its own per-CPU page");
                 Assert.That(rig.Ram.ReadU32(area), Is.Zero, $"CPU {cpu}: the guest zeroed the reason word (it held garbage at power-on)");
                 Assert.That(rig.Guest.ApfReasonEnabled[cpu], Is.True);
             }

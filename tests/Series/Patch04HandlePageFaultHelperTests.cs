@@ -138,6 +138,7 @@ public sealed class Patch04HandlePageFaultHelperTests
             Assert.That(rig.ExitsAfter(0, mark), Has.No.Member(ExitReason.Hlt), "nor did the CPU halt");
             Assert.That(w.State, Is.EqualTo(TaskStates.TASK_RUNNING));
             Assert.That(w.Context.UserNs, Is.GreaterThan(user), "it retried and went on");
+            Assert.That(rig.Guest.AsyncPfSleepers.Where(b => b.Lock.IsLocked).Select(b => b.Lock.Name), Is.Empty, "and the bucket's lock was dropped");
         }
     }
 
@@ -158,12 +159,14 @@ public sealed class Patch04HandlePageFaultHelperTests
         var onCpu1 = tasks.Where(t => sleptOn[t] == 1).ToList();
         Assert.That((onCpu0.Count, onCpu1.Count), Is.EqualTo((2, 2)), "fork balancing put two threads on each CPU");
         var nodes = rig.SleepNodes().ToList();
+        int buckets = rig.Guest.AsyncPfSleepers.Count(b => b.List.Count > 0);
         rig.InjectAsyncPf(0, PageReady, ApfAbi.WakeAllToken);
         rig.RunUntil(() => rig.Drained(0) && onCpu0.All(t => t.State == TaskStates.TASK_RUNNING), 10 * Ms, "CPU 0's waiters woken");
         rig.RunFor(5 * Ms);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(nodes.Select(n => n.Cpu), Is.EquivalentTo(new[] { 0, 0, 1, 1 }));
+            Assert.That(buckets, Is.EqualTo(4), "hash_32 put the four tokens in four buckets");
             Assert.That(rig.SleepNodes(), Is.EquivalentTo(nodes.Where(n => n.Cpu == 1)), "only CPU 1's entries are left");
             Assert.That(onCpu0.Select(t => t.State), Is.All.EqualTo(TaskStates.TASK_RUNNING));
             Assert.That(onCpu1.Select(t => t.State), Is.All.EqualTo(TaskStates.TASK_UNINTERRUPTIBLE), "CPU 1's waiters sleep on");

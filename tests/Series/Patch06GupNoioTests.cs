@@ -116,11 +116,14 @@ public sealed class Patch06GupNoioTests
         ulong gfn = HostApfRig.Gfn(200);
         ulong pteBefore = rig.HostPte(gfn);
         var disk = Disk(rig);
+        long usage = rig.Cgroup.Usage;
+        rig.Cgroup.Limit = usage + (long)Pgtable.PAGE_SIZE; // room for exactly this page
         var (page, thread, atOnce, _) = Noio(rig, gfn);
         using (Assert.EnterMultipleScope())
         {
             Assert.That(Pgtable.PteNone(pteBefore), Is.True, "precondition: never touched");
             Assert.That(page, Is.Not.Null, "a zero page needs no I/O");
+            Assert.That(rig.Cgroup.Usage, Is.EqualTo(usage + (long)Pgtable.PAGE_SIZE), "charged to the VMM's cgroup, which it fills to the limit");
             Assert.That(atOnce, Is.True);
             Assert.That(rig.HostPfn(gfn), Is.EqualTo(page?.Pfn));
             Assert.That(Disk(rig), Is.EqualTo(disk));
@@ -148,6 +151,31 @@ public sealed class Patch06GupNoioTests
             Assert.That(rig.Cgroup.Usage, Is.EqualTo(usage), "nothing charged");
             Assert.That(Pgtable.PteNone(rig.HostPte(gfn)), Is.True, "nothing mapped");
             Assert.That((thread.MajFlt, thread.MinFlt), Is.EqualTo((0L, 0L)));
+        }
+    }
+
+    [Test]
+    public void GetUserPages_CgroupAtItsLimit_StillReclaimsAndMapsThePage()
+    {
+        using var rig = new HostApfRig().Boot();
+        ulong gfn = HostApfRig.Gfn(200);
+        rig.Cgroup.Limit = rig.Cgroup.Usage;
+        long stolen = rig.Host.PgSteal;
+        Page? page = null;
+        bool returned = false;
+        var thread = rig.HostThread("gup-probe", async self =>
+        {
+            page = await rig.Host.GetUserPages(self, rig.VmmMm, rig.HvaOf(gfn), write: true);
+            returned = true;
+        });
+        rig.RunUntil(() => returned);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(page, Is.Not.Null, "FAULT_FLAG_MINOR is get_user_pages_noio's alone: the ordinary call makes room");
+            Assert.That(rig.Host.PgSteal, Is.GreaterThan(stolen), "by reclaim");
+            Assert.That(rig.HostPfn(gfn), Is.EqualTo(page?.Pfn), "and maps the page");
+            Assert.That(rig.Cgroup.Usage, Is.LessThanOrEqualTo(rig.Cgroup.Limit));
+            Assert.That((thread.MajFlt, thread.MinFlt), Is.EqualTo((0L, 1L)), "a first touch: one minor fault");
         }
     }
 }

@@ -100,6 +100,30 @@ public sealed class Patch07MemslotVersionTests
     }
 
     [Test]
+    public void KvmWriteGuestCached_AreaSlotAddedBackAfterFailedWrite_RefreshesAndWritesNewMemory()
+    {
+        using var rig = new HostApfRig().Boot();
+        var vcpu = rig.Vcpus[0];
+        Assert.That(rig.Guests[0].EnableAsyncPf(), Is.True);
+        Assert.That(rig.Host.KvmDeleteMemoryRegion(rig.Vm, AreaSlotGpa), Is.Zero);
+        var results = new List<int>();
+        rig.HostThread("writer", async _ => results.Add(await rig.Host.KvmWriteGuestCached(rig.Vm, vcpu.Arch.ApfData, 0x4444)));
+        rig.Run(Ms);
+        long refreshesBefore = rig.Host.HvaCacheRefreshes;
+        Kernel.DoMmapPgoff(rig.VmmMm, NewAreaHva, Pgtable.PAGE_SIZE, write: true);
+        Assert.That(rig.Host.__KvmSetMemoryRegion(rig.Vm, AreaSlotGpa, Pgtable.PAGE_SIZE, NewAreaHva), Is.Zero);
+        rig.HostThread("writer", async _ => results.Add(await rig.Host.KvmWriteGuestCached(rig.Vm, vcpu.Arch.ApfData, 0x5555)));
+        rig.Run(Ms);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(results, Is.EqualTo(new[] { -Errno.EFAULT, 0 }), "no memory while the slot was gone; the write after it came back succeeds");
+            Assert.That(rig.Host.HvaCacheRefreshes - refreshesBefore, Is.EqualTo(1), "adding the slot moved the version too");
+            Assert.That(vcpu.Arch.ApfData.Hva, Is.EqualTo(NewAreaHva + AreaOffset));
+            Assert.That(rig.PeekHvaU32(NewAreaHva + AreaOffset), Is.EqualTo(0x5555u), "the word is in the slot's new memory");
+        }
+    }
+
+    [Test]
     public void KvmDeleteMemoryRegion_SlotMovedWhileGuestRuns_GuestReachesTheNewMemory()
     {
         using var rig = new HostApfRig().Boot();

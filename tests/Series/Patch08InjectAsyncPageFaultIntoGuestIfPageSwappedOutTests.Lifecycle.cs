@@ -48,6 +48,33 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
         }
     }
 
+    // ---- the wake-all of an enabling -------------------------------------------------------------
+
+    [Test]
+    public void KvmAsyncPfWakeupAll_CompletionAlreadyQueued_QueuesNoSecondItem()
+    {
+        using var rig = new HostApfRig().Boot();
+        var vcpu = rig.Vcpus[0];
+        ulong value = HostApfRig.AreaGpaOf(0) | ApfAbi.KVM_ASYNC_PF_ENABLED;
+        int first = rig.Host.KvmSetMsrCommon(vcpu, ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, value);
+        var afterFirst = vcpu.AsyncPfDone.ToList();
+        int second = rig.Host.KvmSetMsrCommon(vcpu, ApfAbi.V3.MSR_KVM_ASYNC_PF_EN, value);
+        var afterSecond = (Done: vcpu.AsyncPfDone.ToList(), vcpu.AsyncPfQueued);
+        rig.Go();
+        rig.RunUntil(() => vcpu.AsyncPfDone.Count == 0);
+        rig.Run(5 * Ms);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That((first, second), Is.EqualTo((0, 0)), "both writes accepted");
+            Assert.That(afterFirst.Select(w => w.WakeupAll), Is.EqualTo(new[] { true }), "precondition: the first enabling queued a wake-all");
+            Assert.That(afterSecond.Done, Is.EqualTo(afterFirst), "the second found the done list non-empty and queued nothing");
+            Assert.That(afterSecond.AsyncPfQueued, Is.EqualTo(1));
+            Assert.That(rig.Trace.Ready.Select(e => e.Token), Is.EqualTo(new[] { ApfAbi.WakeAllToken }), "one wake-all presented");
+            Assert.That(rig.Host.ApfCounters.WakeAll, Is.EqualTo(1), "and injected");
+            Assert.That(vcpu.AsyncPfQueued, Is.Zero);
+        }
+    }
+
     // ---- reset and triple fault -----------------------------------------------------------------
 
     [Test]

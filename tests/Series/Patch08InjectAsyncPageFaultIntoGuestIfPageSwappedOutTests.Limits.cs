@@ -100,6 +100,25 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     }
 
     [Test]
+    public void KvmSetupAsyncPf_GfnOutsideEveryMemslot_RefusesAndQueuesNothing()
+    {
+        using var rig = new HostApfRig().Boot();
+        var vcpu = rig.Vcpus[0];
+        ulong beyondRam = ((ulong)rig.Options.GuestMemBytes >> Pgtable.PAGE_SHIFT) + 16;
+        (bool Ok, string? Refusal)? result = null;
+        rig.HostThread("setup", async _ => result = await rig.Host.KvmSetupAsyncPf(vcpu, HostApfRig.Gva(0), beyondRam, token: 0, HostApfRig.Cr3Of(0)));
+        rig.Run(Ms);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(result, Is.EqualTo((false, "bad hva")), "no hva, no work item: the caller faults synchronously");
+            Assert.That(vcpu.AsyncPfQueue, Is.Empty);
+            Assert.That(vcpu.AsyncPfQueued, Is.Zero);
+            Assert.That(rig.Host.NrWorkers, Is.Zero, "no work queued");
+            Assert.That(rig.Trace.NotPresent, Is.Empty, "and the guest told nothing");
+        }
+    }
+
+    [Test]
     public void KvmArchSetupAsyncPf_ApfIdAboutToWrap_TokensStayUniquePerOutstandingFault()
     {
         const uint nearWrap = (1u << 20) - 2;

@@ -107,10 +107,34 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
             Assert.That(completed.Gva, Is.EqualTo(FaultAddress(paging, 0)));
             Assert.That(ready.AtNs, Is.GreaterThanOrEqualTo(read.CompletedNs), "never before the page is in");
             Assert.That(ready.AtNs - read.CompletedNs, Is.LessThan(100 * Us), "a halted vCPU is woken by the completion");
+            Assert.That(rig.Cpus[0].Residency[VcpuState.Halt], Is.GreaterThanOrEqualTo(read.LatencyNs * 9 / 10),
+                "and only then: until it, the vCPU thread slept in kvm_vcpu_block");
             Assert.That(done, Is.GreaterThan(ready.AtNs), "the toucher's store completed after its page-ready");
             Assert.That(guest.NotPresents.Count(), Is.EqualTo(1), "and its retry did not go async again");
             Assert.That(rig.Host.ApfCounters.PageReady, Is.EqualTo(1));
             Assert.That(rig.Vcpus[0].AsyncPfQueued, Is.Zero, "nothing outstanding once the guest was told");
+        }
+    }
+
+    [TestCase(PagingMode.Tdp)]
+    [TestCase(PagingMode.Shadow)]
+    public void GfnToPfnAsync_PageInSwapCache_MappedWithoutAsyncFaultOrIo(PagingMode paging)
+    {
+        using var rig = new HostApfRig(Options(paging)).Boot();
+        ulong gfn = HostApfRig.Gfn(0);
+        rig.EvictToSwapCache(gfn);
+        var guest = rig.Guests[0];
+        guest.EnableAtBoot = true;
+        rig.GoAndTouch(guest, page: 0);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(Pgtable.PtePresent(rig.HostPte(gfn)), Is.True, "the swap-cache page was mapped again");
+            Assert.That(guest.NotPresents, Is.Empty, "get_user_pages_noio had it without I/O: no async fault");
+            Assert.That(rig.Trace.TryAsyncGetPage.Select(e => e.Async), Is.Not.Empty.And.All.False, "every lookup had its page at once");
+            Assert.That(rig.ReadsOf(gfn), Is.Empty, "no read");
+            Assert.That(rig.Host.NrWorkers, Is.Zero);
+            Assert.That(rig.VcpuThreads[0].MinFlt, Is.EqualTo(1), "a minor fault, on the vCPU thread");
+            Assert.That(rig.Cpus[0].Residency[VcpuState.Stall], Is.Zero);
         }
     }
 

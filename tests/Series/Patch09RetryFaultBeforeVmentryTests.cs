@@ -98,6 +98,60 @@ public sealed class Patch09RetryFaultBeforeVmentryTests
         }
     }
 
+    [TestCase(PagingMode.Tdp)]
+    [TestCase(PagingMode.Shadow)]
+    public void KvmArchAsyncPageReady_PageSwappedOutAgainBeforeReady_PrefaultFaultsSynchronouslyNeverAsync(PagingMode paging)
+    {
+        using var rig = new HostApfRig(new HostRigOptions { Tdp = paging == PagingMode.Tdp }).Boot();
+        ulong gfn = HostApfRig.Gfn(0);
+        rig.Evict(gfn);
+        var guest = rig.Guests[0];
+        var cpu = rig.Cpus[0];
+        guest.EnableAtBoot = true;
+        bool sti = false;
+        long doneAt = -1;
+        guest.Spawn("toucher", async ctx =>
+        {
+            await ctx.Store(HostApfRig.Gva(0));
+            doneAt = rig.Loop.Now;
+        });
+        guest.Spawn("cli-loop", async ctx =>
+        {
+            // Runs while the toucher waits, interrupts off: the page-ready waits in the done list.
+            // It stays in user mode after STI, so can_do_async_pf would allow an async fault then.
+            cpu.InterruptsEnabled = false;
+            while (!sti)
+            {
+                await ctx.Compute(100 * Us);
+            }
+            cpu.InterruptsEnabled = true;
+            while (doneAt < 0)
+            {
+                await ctx.Compute(100 * Us);
+            }
+        });
+        rig.Go();
+        rig.RunUntil(() => rig.Trace.Completed.Any());
+        rig.Run(Ms);
+        int doneBeforeEvict = rig.Vcpus[0].AsyncPfDone.Count;
+        rig.Evict(gfn); // the host swaps the page out again before the guest could be told
+        sti = true;
+        rig.RunUntil(() => doneAt >= 0);
+
+        var np = guest.NotPresents.ToList();
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(doneBeforeEvict, Is.EqualTo(1), "precondition: the completion waited for the interrupt window");
+            Assert.That(np, Has.Count.EqualTo(1), "the prefault did not start a second async fault");
+            Assert.That(guest.PageReadies.Select(f => f.Token), Is.EqualTo(np.Select(f => f.Token)), "the page-ready named the first fault's token");
+            Assert.That(rig.ReadsOf(gfn), Has.Count.EqualTo(2), "the prefault read the page back itself");
+            Assert.That(rig.VcpuThreads[0].MajFlt, Is.EqualTo(1), "on the vCPU thread");
+            Assert.That(rig.Host.PrefaultsBeforeEntry, Is.EqualTo(1));
+            Assert.That(rig.Trace.SyncFallback, Is.Empty, "a prefault is not an async fault refused");
+            Assert.That(rig.Host.ApfCounters.SyncFallbacks, Is.Zero);
+        }
+    }
+
     [Test]
     public void KvmCheckAsyncPfCompletion_WakeAll_DeliveredWithoutPrefault()
     {
