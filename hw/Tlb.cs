@@ -1,109 +1,97 @@
+using System.Runtime.CompilerServices;
+
 namespace Hw;
 
 /// <summary>
 /// A CPU's translation cache: which linear pages translate without a walk. The frame a page
 /// translates to is not kept, because nothing reads it: a hit only spares the walk, and the
-/// model's user stores carry no data. Unbounded, like the dictionary it replaces (the model
+/// model's user stores carry no data. Unbounded, like the dictionary it once was (the model
 /// charges nothing for a walk, so only correctness depends on what is cached), and flushed in
 /// constant time: an entry counts only if it was filled since the last flush, which the KVM
 /// MMU notifier does once per reclaimed page.
 /// </summary>
 /// <remarks>
-/// An open-addressing table of 8-byte slots with linear probing: a slot holds the page's 36-bit
-/// canonical page number and the 28-bit generation it was filled in. <see cref="Remove"/> shifts
-/// the entries behind the removed one back so that no probe chain has a hole. A run whose fault
-/// threads store all over a resident array keeps a quarter of a million pages per CPU here, so
-/// the slot size is what decides how many lookups hit the host's caches.
+/// A bitmap of pages, one bit per page, in chunks of 2^15 pages (128 MiB of address space),
+/// reached through a three-level directory by the page's 36-bit canonical number. Each 64-bit
+/// word of a chunk carries the generation it was filled in; a word of an older generation reads
+/// as empty, so a flush only moves the generation on. A run whose fault threads store all over a
+/// resident 1 GiB array looks up a quarter of a million pages per CPU: as bits they take 32 KiB
+/// (with the generations, 64 KiB), which stays in the host's caches, where a hash table of the
+/// same pages did not.
 /// </remarks>
 public sealed class Tlb
 {
-    private const ulong Fibonacci = 0x9E37_79B9_7F4A_7C15UL;
-    private const int GenerationBits = 28;
-    private const ulong GenerationMask = (1UL << GenerationBits) - 1;
-    private const int MinSlots = 256;
+    private const int ChunkBits = 15;
+    private const int LevelBits = 7; // three levels of 128 entries above the chunks: 7 + 7 + 7 + 15 = 36 bits
+    private const int LevelMask = (1 << LevelBits) - 1;
+    private const int WordsPerChunk = (1 << ChunkBits) / 64;
 
-    private ulong[] _slots = new ulong[MinSlots];
+    /// <summary>The directory, 1 KiB a level: bits 35-29 of the page number, then 28-22, then 21-15, then a chunk.</summary>
+    private readonly Word[]?[]?[]?[] _top = new Word[]?[]?[]?[1 << LevelBits];
+
+    /// <summary>Bumped by every flush; never wraps in practice (64 bits).</summary>
     private ulong _generation = 1;
-    private int _shift = 64 - 8;
 
     /// <summary>Pages cached since the last flush.</summary>
     public int Count { get; private set; }
 
+    /// <summary>True if <paramref name="vpn"/> (a linear page number) is cached.</summary>
     public bool Contains(ulong vpn)
     {
         ulong key = Key(vpn);
-        var slots = _slots;
-        int mask = slots.Length - 1;
-        for (int i = Home(key); (slots[i] & GenerationMask) == _generation; i = (i + 1) & mask)
+        if (Count == 0)
         {
-            if (slots[i] >> GenerationBits == key)
-            {
-                return true;
-            }
+            return false; // flushed since anything was added: often so, with reclaim flushing every CPU per page
         }
-        return false;
+        var chunk = _top[(int)(key >> (ChunkBits + (2 * LevelBits)))]?[(int)(key >> (ChunkBits + LevelBits)) & LevelMask]?[(int)(key >> ChunkBits) & LevelMask];
+        if (chunk is null)
+        {
+            return false;
+        }
+        ref Word word = ref chunk[(int)(key >> 6) & (WordsPerChunk - 1)];
+        return word.Generation == _generation && (word.Bits & (1UL << (int)(key & 63))) != 0;
     }
 
     /// <summary>Caches <paramref name="vpn"/> as translating.</summary>
     public void Add(ulong vpn)
     {
-        if ((Count + 1) * 2 > _slots.Length)
+        ulong key = Key(vpn);
+        ref Word word = ref WordOf(key, create: true);
+        if (word.Generation != _generation)
         {
-            Grow();
+            word.Generation = _generation;
+            word.Bits = 0;
         }
-        Insert(Key(vpn));
+        ulong bit = 1UL << (int)(key & 63);
+        if ((word.Bits & bit) == 0)
+        {
+            word.Bits |= bit;
+            Count++;
+        }
     }
 
     /// <summary>INVLPG: drops one page.</summary>
     public void Remove(ulong vpn)
     {
         ulong key = Key(vpn);
-        var slots = _slots;
-        int mask = slots.Length - 1;
-        int i = Home(key);
-        for (; ; i = (i + 1) & mask)
+        ref Word word = ref WordOf(key, create: false);
+        if (Unsafe.IsNullRef(ref word) || word.Generation != _generation)
         {
-            if ((slots[i] & GenerationMask) != _generation)
-            {
-                return;
-            }
-            if (slots[i] >> GenerationBits == key)
-            {
-                break;
-            }
-        }
-        // Backward shift: move later entries of the chain into the hole when their home allows it.
-        int hole = i;
-        for (int j = (hole + 1) & mask; (slots[j] & GenerationMask) == _generation; j = (j + 1) & mask)
-        {
-            int home = Home(slots[j] >> GenerationBits);
-            bool movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
-            if (movable)
-            {
-                slots[hole] = slots[j];
-                hole = j;
-            }
-        }
-        slots[hole] = 0;
-        Count--;
-    }
-
-    /// <summary>Drops every page. A table that grew far beyond what it held is given back, so that lookups stay in cache.</summary>
-    public void Flush()
-    {
-        if (_slots.Length > MinSlots && Count * 8 < _slots.Length)
-        {
-            int slots = (int)Math.Max(MinSlots, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Count * 4));
-            Count = 0;
-            Resize(slots);
             return;
         }
-        Count = 0;
-        if (++_generation > GenerationMask)
+        ulong bit = 1UL << (int)(key & 63);
+        if ((word.Bits & bit) != 0)
         {
-            Array.Clear(_slots);
-            _generation = 1;
+            word.Bits &= ~bit;
+            Count--;
         }
+    }
+
+    /// <summary>Drops every page.</summary>
+    public void Flush()
+    {
+        Count = 0;
+        _generation++;
     }
 
     /// <summary>The page number without the sign extension of a canonical address (address bits 47 to 63 agree).</summary>
@@ -117,46 +105,43 @@ public sealed class Tlb
         return vpn & ((1UL << 36) - 1);
     }
 
-    private int Home(ulong key) => (int)((key * Fibonacci) >> _shift);
-
-    private void Insert(ulong key)
+    /// <summary>The word that holds <paramref name="key"/>'s bit; a null reference when it has none and <paramref name="create"/> is false.</summary>
+    private ref Word WordOf(ulong key, bool create)
     {
-        var slots = _slots;
-        int mask = slots.Length - 1;
-        int i = Home(key);
-        for (; (slots[i] & GenerationMask) == _generation; i = (i + 1) & mask)
+        ref var upper = ref _top[(int)(key >> (ChunkBits + (2 * LevelBits)))];
+        if (upper is null)
         {
-            if (slots[i] >> GenerationBits == key)
+            if (!create)
             {
-                return;
+                return ref Unsafe.NullRef<Word>();
             }
+            upper = new Word[]?[]?[1 << LevelBits];
         }
-        slots[i] = (key << GenerationBits) | _generation;
-        Count++;
+        ref var lower = ref upper[(int)(key >> (ChunkBits + LevelBits)) & LevelMask];
+        if (lower is null)
+        {
+            if (!create)
+            {
+                return ref Unsafe.NullRef<Word>();
+            }
+            lower = new Word[]?[1 << LevelBits];
+        }
+        ref var chunk = ref lower[(int)(key >> ChunkBits) & LevelMask];
+        if (chunk is null)
+        {
+            if (!create)
+            {
+                return ref Unsafe.NullRef<Word>();
+            }
+            chunk = new Word[WordsPerChunk];
+        }
+        return ref chunk[(int)(key >> 6) & (WordsPerChunk - 1)];
     }
 
-    private void Grow() => Resize(_slots.Length * 2);
-
-    /// <summary>A fresh table of <paramref name="slots"/> slots with the current entries in it.</summary>
-    private void Resize(int slots)
+    /// <summary>64 pages' bits and the generation they were filled in.</summary>
+    private struct Word
     {
-        var old = _slots;
-        ulong generation = _generation;
-        _slots = new ulong[slots];
-        _shift = 64 - System.Numerics.BitOperations.Log2((uint)slots);
-        _generation = 1;
-        int live = Count;
-        Count = 0;
-        if (live == 0)
-        {
-            return;
-        }
-        foreach (ulong slot in old)
-        {
-            if ((slot & GenerationMask) == generation)
-            {
-                Insert(slot >> GenerationBits);
-            }
-        }
+        public ulong Bits;
+        public ulong Generation;
     }
 }

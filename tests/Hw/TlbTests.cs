@@ -3,10 +3,11 @@ using Hw;
 namespace KvmApf.Tests.Hw;
 
 /// <summary>
-/// The translation cache against a set: random fills, INVLPGs and flushes over a small page
-/// range (so that probe chains collide, wrap around the table and are cut by removals) must
-/// leave the same pages cached. Pages of the upper canonical half (the guest kernel's direct map)
-/// share the table with user pages.
+/// The translation cache against a set: random fills, INVLPGs and flushes, over a small page
+/// range (pages sharing 64-bit words, words filled in one generation and read in another), across
+/// chunk and directory boundaries, and over the whole canonical space, must leave the same pages
+/// cached. Pages of the upper canonical half (the guest kernel's direct map) share the cache with
+/// user pages.
 /// </summary>
 [TestFixture]
 [Category("hw")]
@@ -19,6 +20,8 @@ public class TlbTests
     [TestCase(2UL, 600UL, 0UL)]
     [TestCase(3UL, 5000UL, 0UL)]
     [TestCase(4UL, 600UL, KernelHalf)]
+    [TestCase(5UL, 600UL, (1UL << 15) - 300)] // across two chunks
+    [TestCase(6UL, 600UL, (1UL << 29) - 300)] // across the top directory level
     public void RandomFillsRemovesAndFlushes_MatchASet(ulong seed, ulong pages, ulong firstPage)
     {
         var rng = new Rng(seed);
@@ -54,7 +57,48 @@ public class TlbTests
     }
 
     [Test]
-    public void Flush_DropsEveryPage_EvenWhenTheTableShrinks()
+    public void RandomPagesOverTheCanonicalSpace_MatchASet()
+    {
+        var rng = new Rng(7);
+        var tlb = new Tlb();
+        var model = new HashSet<ulong>();
+        var touched = new List<ulong>();
+        for (int step = 0; step < 20_000; step++)
+        {
+            // Reuse a page half of the time, so that removals and repeated fills find something.
+            ulong vpn = touched.Count > 0 && rng.NextBelow(2) == 0
+                ? touched[(int)rng.NextBelow((ulong)touched.Count)]
+                : Canonical(rng.NextBelow(1UL << 36));
+            touched.Add(vpn);
+            switch (rng.NextBelow(100))
+            {
+                case < 70:
+                    tlb.Add(vpn);
+                    model.Add(vpn);
+                    break;
+                case < 99:
+                    tlb.Remove(vpn);
+                    model.Remove(vpn);
+                    break;
+                default:
+                    tlb.Flush();
+                    model.Clear();
+                    break;
+            }
+        }
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(touched.Where(tlb.Contains).Distinct(), Is.EquivalentTo(model));
+            Assert.That(tlb.Count, Is.EqualTo(model.Count));
+        }
+    }
+
+    /// <summary>A 36-bit page number as the page of a canonical address: bit 35 extended into bits 36-51.</summary>
+    private static ulong Canonical(ulong page36) =>
+        (page36 & (1UL << 35)) != 0 ? page36 | (((1UL << 17) - 1) << 35) : page36;
+
+    [Test]
+    public void Flush_DropsEveryPage_OfEveryChunk()
     {
         var tlb = new Tlb();
         for (ulong p = 0; p < 100_000; p++)
