@@ -30,21 +30,7 @@ public class TlbTests
         for (int step = 0; step < 40_000; step++)
         {
             ulong vpn = firstPage + rng.NextBelow(pages);
-            switch (rng.NextBelow(100))
-            {
-                case < 60:
-                    tlb.Add(vpn);
-                    model.Add(vpn);
-                    break;
-                case < 99:
-                    tlb.Remove(vpn);
-                    model.Remove(vpn);
-                    break;
-                default:
-                    tlb.Flush();
-                    model.Clear();
-                    break;
-            }
+            RandomOperation(rng, tlb, model, vpn, fillPercent: 60);
             if (step % 97 == 0)
             {
                 for (ulong p = firstPage; p < firstPage + pages; p++)
@@ -70,26 +56,33 @@ public class TlbTests
                 ? touched[(int)rng.NextBelow((ulong)touched.Count)]
                 : Canonical(rng.NextBelow(1UL << 36));
             touched.Add(vpn);
-            switch (rng.NextBelow(100))
-            {
-                case < 70:
-                    tlb.Add(vpn);
-                    model.Add(vpn);
-                    break;
-                case < 99:
-                    tlb.Remove(vpn);
-                    model.Remove(vpn);
-                    break;
-                default:
-                    tlb.Flush();
-                    model.Clear();
-                    break;
-            }
+            RandomOperation(rng, tlb, model, vpn, fillPercent: 70);
         }
         using (Assert.EnterMultipleScope())
         {
             Assert.That(touched.Where(tlb.Contains).Distinct(), Is.EquivalentTo(model));
             Assert.That(tlb.Count, Is.EqualTo(model.Count));
+        }
+    }
+
+    /// <summary>Fills <paramref name="vpn"/> (<paramref name="fillPercent"/>% of the time), drops it (most of the rest) or flushes (1%), in the TLB and the model alike.</summary>
+    private static void RandomOperation(Rng rng, Tlb tlb, HashSet<ulong> model, ulong vpn, ulong fillPercent)
+    {
+        ulong roll = rng.NextBelow(100);
+        if (roll < fillPercent)
+        {
+            tlb.Add(vpn);
+            model.Add(vpn);
+        }
+        else if (roll < 99)
+        {
+            tlb.Remove(vpn);
+            model.Remove(vpn);
+        }
+        else
+        {
+            tlb.Flush();
+            model.Clear();
         }
     }
 
