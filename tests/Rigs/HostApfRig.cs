@@ -180,6 +180,15 @@ public sealed class HostApfRig : IDisposable
         return this;
     }
 
+    /// <summary>A booted rig with user page 0 (<see cref="Gfn"/> 0) on swap, and guest 0 set to enable async PF when it boots.</summary>
+    public static HostApfRig BootWithPageZeroSwapped(PagingMode paging = PagingMode.Tdp)
+    {
+        var rig = new HostApfRig(new HostRigOptions { Tdp = paging == PagingMode.Tdp }).Boot();
+        rig.Evict(Gfn(0));
+        rig.Guests[0].EnableAtBoot = true;
+        return rig;
+    }
+
     /// <summary>Powers the guest on: IDT, CR3, the APIC timer, the first context; then every vCPU thread enters KVM_RUN.</summary>
     public void Go()
     {

@@ -80,7 +80,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [Test]
     public void KvmArchVcpuReset_PageReadyWaitingForInterruptWindow_DropsWorkAndInjection()
     {
-        using var rig = BootWithPageZeroSwapped();
+        using var rig = HostApfRig.BootWithPageZeroSwapped();
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
@@ -131,7 +131,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [Test]
     public void KvmArchVcpuReset_TripleFaultWhileSwapInInFlight_WorkerLeavesRebootedGuestAlone()
     {
-        using var rig = BootWithPageZeroSwapped();
+        using var rig = HostApfRig.BootWithPageZeroSwapped();
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
@@ -228,7 +228,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [Test]
     public void CanDoAsyncPf_KernelModeFaultWithoutSendAlways_StallsAsBaseline()
     {
-        using var rig = BootWithPageZeroSwapped();
+        using var rig = HostApfRig.BootWithPageZeroSwapped();
         var guest = rig.Guests[0];
         long done = -1;
         guest.Spawn("syscall", async ctx =>

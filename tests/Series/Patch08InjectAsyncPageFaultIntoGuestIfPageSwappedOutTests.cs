@@ -19,15 +19,6 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
 {
     private static HostRigOptions Options(PagingMode paging, int vcpus = 1) => new() { Tdp = paging == PagingMode.Tdp, Vcpus = vcpus };
 
-    /// <summary>A booted rig with user page 0 on swap, and guest 0 set to enable async PF when it boots.</summary>
-    private static HostApfRig BootWithPageZeroSwapped(PagingMode paging = PagingMode.Tdp)
-    {
-        var rig = new HostApfRig(Options(paging)).Boot();
-        rig.Evict(HostApfRig.Gfn(0));
-        rig.Guests[0].EnableAtBoot = true;
-        return rig;
-    }
-
     /// <summary>The address the host sees for user page <paramref name="page"/>: a gpa under TDP, the gva under shadow paging.</summary>
     private static long FaultAddress(PagingMode paging, int page) =>
         (long)(paging == PagingMode.Tdp ? HostApfRig.Gpa(page) : HostApfRig.Gva(page));
@@ -87,7 +78,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [TestCase(PagingMode.Shadow)]
     public void KvmArchInjectAsyncPagePresent_WorkerHasPage_PageReadyWithSameTokenFollowsDiskRead(PagingMode paging)
     {
-        using var rig = BootWithPageZeroSwapped(paging);
+        using var rig = HostApfRig.BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         long done = rig.GoAndTouch(guest, page: 0);
@@ -142,7 +133,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [TestCase(PagingMode.Shadow)]
     public void KvmSetupAsyncPf_SwapInInFlight_VcpuKeepsRunningGuestCode(PagingMode paging)
     {
-        using var rig = BootWithPageZeroSwapped(paging);
+        using var rig = HostApfRig.BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
@@ -188,7 +179,7 @@ public sealed partial class Patch08InjectAsyncPageFaultIntoGuestIfPageSwappedOut
     [TestCase(PagingMode.Shadow)]
     public void KvmSetupAsyncPf_SecondContextFaultsOnPageBeingReadIn_EachGetsItsOwnTokenAndOneRead(PagingMode paging)
     {
-        using var rig = BootWithPageZeroSwapped(paging);
+        using var rig = HostApfRig.BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         var first = guest.Spawn("first", ctx => ctx.Store(HostApfRig.Gva(0)));

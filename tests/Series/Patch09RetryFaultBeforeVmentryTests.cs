@@ -14,20 +14,11 @@ namespace KvmApf.Tests.Series;
 [TestFixture, Category("patch-09"), Description("Retry fault before vmentry")]
 public sealed class Patch09RetryFaultBeforeVmentryTests
 {
-    /// <summary>A booted rig whose first guest enables async PF at boot, with guest page 0 (<see cref="HostApfRig.Gfn"/> 0) swapped out.</summary>
-    private static HostApfRig PageOnSwap(PagingMode paging)
-    {
-        var rig = new HostApfRig(new HostRigOptions { Tdp = paging == PagingMode.Tdp }).Boot();
-        rig.Evict(HostApfRig.Gfn(0));
-        rig.Guests[0].EnableAtBoot = true;
-        return rig;
-    }
-
     [TestCase(PagingMode.Tdp)]
     [TestCase(PagingMode.Shadow)]
     public void KvmArchAsyncPageReady_PageReadyDelivered_RetriedAccessCausesNoVmExit(PagingMode paging)
     {
-        using var rig = PageOnSwap(paging);
+        using var rig = HostApfRig.BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
@@ -69,7 +60,7 @@ public sealed class Patch09RetryFaultBeforeVmentryTests
     [Test]
     public void KvmArchAsyncPageReady_ShadowGuestSwitchedAddressSpace_PrefaultsUnderFaultingCr3()
     {
-        using var rig = PageOnSwap(PagingMode.Shadow);
+        using var rig = HostApfRig.BootWithPageZeroSwapped(PagingMode.Shadow);
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
@@ -107,7 +98,7 @@ public sealed class Patch09RetryFaultBeforeVmentryTests
     [TestCase(PagingMode.Shadow)]
     public void KvmArchAsyncPageReady_PageSwappedOutAgainBeforeReady_PrefaultFaultsSynchronouslyNeverAsync(PagingMode paging)
     {
-        using var rig = PageOnSwap(paging);
+        using var rig = HostApfRig.BootWithPageZeroSwapped(paging);
         ulong gfn = HostApfRig.Gfn(0);
         var guest = rig.Guests[0];
         var cpu = rig.Cpus[0];
