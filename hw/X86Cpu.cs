@@ -23,6 +23,12 @@ public sealed class X86Cpu
     private long _debt;
     private long _segmentStart = -1;
     private long _segmentLength;
+
+    /// <summary>
+    /// The debt a segment pays first, before the kernel or user computation it is named after: a
+    /// debt followed by a computation is one segment, as the CPU executes them back to back.
+    /// </summary>
+    private long _segmentDebt;
     private SegmentOwner _segmentOwner;
     private int _segmentStores;
     private bool _inStep;
@@ -130,8 +136,10 @@ public sealed class X86Cpu
             switch (_segmentOwner)
             {
                 case SegmentOwner.User:
-                    long stores = ctx.UserKind == OpKind.StoreLoop ? elapsed / ctx.StoreCost : 0;
-                    return new SegmentProgress(ctx, elapsed, 0, stores, stores > 0 && ctx.StoreNeededSwapIn ? 1 : 0);
+                    long debt = Math.Min(elapsed, _segmentDebt);
+                    long user = elapsed - debt;
+                    long stores = ctx.UserKind == OpKind.StoreLoop ? user / ctx.StoreCost : 0;
+                    return new SegmentProgress(ctx, user, debt, stores, stores > 0 && ctx.StoreNeededSwapIn ? 1 : 0);
                 default:
                     return new SegmentProgress(ctx, 0, elapsed, 0, 0);
             }
@@ -391,12 +399,12 @@ public sealed class X86Cpu
             Exit(new VmExit(ExitReason.InterruptWindow, Cpl: Cpl));
             return;
         }
+        var ctx = Current;
         if (_debt > 0)
         {
-            StartSegment(SegmentOwner.Debt, _debt);
+            StartDebt(ctx);
             return;
         }
-        var ctx = Current;
         if (ctx is null)
         {
             return;
@@ -505,12 +513,46 @@ public sealed class X86Cpu
         return false;
     }
 
-    private void StartSegment(SegmentOwner owner, long length)
+    /// <summary>
+    /// Pays the debt. When what comes after it is a computation, kernel or user, the two are one
+    /// segment: nothing is decided where the debt ends (no guest code runs, and an event that
+    /// comes meanwhile cuts the segment as it would cut either part), so the CPU goes on without
+    /// an event of its own there.
+    /// </summary>
+    private void StartDebt(GuestContext? ctx)
+    {
+        if (ctx is not null)
+        {
+            if (ctx.KernelKind == OpKind.Compute)
+            {
+                StartSegment(SegmentOwner.Kernel, ctx.KernelRemaining, _debt);
+                return;
+            }
+            if (ctx.KernelKind == OpKind.None && ctx.HandlerDepth == 0 && ctx.UserKind == OpKind.Compute)
+            {
+                StartSegment(SegmentOwner.User, ctx.UserRemaining, _debt);
+                return;
+            }
+        }
+        StartSegment(SegmentOwner.Debt, _debt);
+    }
+
+    private void StartSegment(SegmentOwner owner, long length, long debt = 0)
     {
         _segmentOwner = owner;
         _segmentStart = _loop.Now;
-        _segmentLength = length;
-        _loop.ArmAfter(_segmentEnd, length);
+        _segmentDebt = debt;
+        _segmentLength = debt + length;
+        _loop.ArmAfter(_segmentEnd, debt + length);
+    }
+
+    /// <summary>Pays the part of the segment's debt that <paramref name="elapsed"/> covers, as kernel time of the context; returns the rest of <paramref name="elapsed"/>.</summary>
+    private long PayDebt(GuestContext ctx, long elapsed)
+    {
+        long paid = Math.Min(elapsed, _segmentDebt);
+        _debt -= paid;
+        ctx.KernelNs += paid;
+        return elapsed - paid;
     }
 
     /// <summary>Stops the segment in flight, keeping the progress it made.</summary>
@@ -534,10 +576,12 @@ public sealed class X86Cpu
                 }
                 break;
             case SegmentOwner.Kernel:
+                elapsed = PayDebt(ctx, elapsed);
                 ctx.KernelRemaining -= elapsed;
                 ctx.KernelNs += elapsed;
                 break;
             case SegmentOwner.User:
+                elapsed = PayDebt(ctx, elapsed);
                 ctx.UserNs += elapsed;
                 if (ctx.UserKind == OpKind.Compute)
                 {
@@ -566,12 +610,13 @@ public sealed class X86Cpu
                 _debt -= _segmentLength;
                 break;
             case SegmentOwner.Kernel:
-                ctx.KernelNs += _segmentLength;
+                long kernel = PayDebt(ctx, _segmentLength);
+                ctx.KernelNs += kernel;
                 ctx.KernelRemaining = 0;
                 CompleteKernel(ctx);
                 break;
             case SegmentOwner.User:
-                ctx.UserNs += _segmentLength;
+                ctx.UserNs += PayDebt(ctx, _segmentLength);
                 if (ctx.UserKind == OpKind.StoreLoop)
                 {
                     RetireStores(ctx, _segmentStores);
