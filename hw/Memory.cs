@@ -33,7 +33,7 @@ public sealed class PhysicalMemory : IPhysicalMemory
     public const int PageSize = 1 << PageShift;
 
     /// <summary>Content by frame number; grows with the highest frame that ever held content.</summary>
-    private byte[]?[] _frames = new byte[]?[1024];
+    private readonly IndexedArray<byte[]?> _frames = new("frame");
 
     public int FramesWithContent { get; private set; }
 
@@ -82,13 +82,9 @@ public sealed class PhysicalMemory : IPhysicalMemory
         }
     }
 
-    private byte[]? Existing(ulong pfn) => pfn < (ulong)_frames.Length ? _frames[pfn] : null;
+    private byte[]? Existing(ulong pfn) => _frames[pfn];
 
-    private ref byte[]? Slot(ulong pfn)
-    {
-        IndexedArray.EnsureIndex(ref _frames, pfn, "frame");
-        return ref _frames[pfn];
-    }
+    private ref byte[]? Slot(ulong pfn) => ref _frames.At(pfn);
 
     private byte[]? Frame(ulong hpa, bool create)
     {

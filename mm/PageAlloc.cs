@@ -7,8 +7,9 @@ namespace Linux;
 // guest's is its RAM minus what its kernel keeps for itself.
 public sealed partial class Kernel
 {
-    private readonly Stack<ulong> _freeFrames = new();
-    private Page?[] _memMap = new Page?[1024];
+    /// <summary>The free frames' struct pages, last freed on top: a frame keeps its struct page for good, as in Linux.</summary>
+    private readonly Stack<Page> _freePages = new();
+    private readonly IndexedArray<Page?> _memMap = new("frame");
     private ulong _nextFrame;
     private ulong _lastFrame = ulong.MaxValue;
 
@@ -26,23 +27,21 @@ public sealed partial class Kernel
     [Port("include/linux/gfp.h", "alloc_page")]
     public Page? AllocPage()
     {
-        ulong pfn;
-        if (_freeFrames.Count > 0)
+        Page page;
+        if (_freePages.Count > 0)
         {
-            pfn = _freeFrames.Pop();
+            page = _freePages.Pop();
         }
         else if (_nextFrame < _lastFrame)
         {
-            pfn = _nextFrame++;
+            page = new Page(_nextFrame++);
         }
         else
         {
             return null;
         }
         // mem_map covers every frame handed out so far; the host's grows with the VMM.
-        IndexedArray.EnsureIndex(ref _memMap, pfn, "frame");
-        var page = new Page(pfn);
-        _memMap[pfn] = page;
+        _memMap[page.Pfn] = page;
         NrUsedPages++;
         return page;
     }
@@ -52,16 +51,22 @@ public sealed partial class Kernel
     public void __FreePage(Page page)
     {
         ArgumentNullException.ThrowIfNull(page);
-        if (page.Pfn >= (ulong)_memMap.Length || !ReferenceEquals(_memMap[page.Pfn], page))
+        if (!ReferenceEquals(_memMap[page.Pfn], page))
         {
             throw new InvalidOperationException($"{Name}: double free of {page}");
+        }
+        if (page.Mapcount != 0 || page.OnLru is not null)
+        {
+            // free_pages_check(): "BUG: Bad page state".
+            throw new InvalidOperationException($"{Name}: bad page state: freeing {page}, mapcount {page.Mapcount}{(page.OnLru is null ? "" : ", on an LRU list")}");
         }
         _memMap[page.Pfn] = null;
         NrUsedPages--;
         Ram?.PutFrame(page.Pfn, null);
-        _freeFrames.Push(page.Pfn);
+        page.Reset();
+        _freePages.Push(page);
     }
 
     /// <summary>pfn_to_page().</summary>
-    public Page? PfnToPage(ulong pfn) => pfn < (ulong)_memMap.Length ? _memMap[pfn] : null;
+    public Page? PfnToPage(ulong pfn) => _memMap[pfn];
 }

@@ -52,6 +52,20 @@ public sealed class Page(ulong pfn)
 
     public bool Test(PageFlags flag) => (Flags & flag) != 0;
 
+    /// <summary>The state of a free frame's struct page (what free_pages_check() expects), before it is handed out again.</summary>
+    internal void Reset()
+    {
+        Flags = PageFlags.None;
+        Mapcount = 0;
+        Private = default;
+        Mapping = null;
+        Index = 0;
+        MemCgroup = null;
+        LruPrev = null;
+        LruNext = null;
+        OnLru = null;
+    }
+
     public void Set(PageFlags flag) => Flags |= flag;
 
     public void Clear(PageFlags flag) => Flags &= ~flag;

@@ -112,7 +112,7 @@ public sealed class KvmArch
 /// </summary>
 public sealed class GfnTable : IEnumerable<KeyValuePair<ulong, ulong>>
 {
-    private ulong[] _sptes = new ulong[512];
+    private readonly IndexedArray<ulong> _sptes = new("gfn");
 
     /// <summary>Present sptes.</summary>
     public int Count { get; private set; }
@@ -125,12 +125,12 @@ public sealed class GfnTable : IEnumerable<KeyValuePair<ulong, ulong>>
             {
                 throw new ArgumentOutOfRangeException(nameof(value), "an installed spte is present");
             }
-            IndexedArray.EnsureIndex(ref _sptes, gfn, "gfn");
-            if (_sptes[gfn] == 0)
+            ref ulong spte = ref _sptes.At(gfn);
+            if (spte == 0)
             {
                 Count++;
             }
-            _sptes[gfn] = value;
+            spte = value;
         }
     }
 
@@ -139,7 +139,7 @@ public sealed class GfnTable : IEnumerable<KeyValuePair<ulong, ulong>>
 
     public bool TryGetValue(ulong gfn, out ulong spte)
     {
-        spte = gfn < (ulong)_sptes.Length ? _sptes[gfn] : 0;
+        spte = _sptes[gfn];
         return spte != 0;
     }
 
@@ -158,17 +158,18 @@ public sealed class GfnTable : IEnumerable<KeyValuePair<ulong, ulong>>
 
     public void Clear()
     {
-        Array.Clear(_sptes);
+        _sptes.Clear();
         Count = 0;
     }
 
     public IEnumerator<KeyValuePair<ulong, ulong>> GetEnumerator()
     {
-        for (ulong gfn = 0; gfn < (ulong)_sptes.Length; gfn++)
+        for (ulong gfn = 0; gfn < _sptes.Bound; gfn++)
         {
-            if (_sptes[gfn] != 0)
+            ulong spte = _sptes[gfn];
+            if (spte != 0)
             {
-                yield return new(gfn, _sptes[gfn]);
+                yield return new(gfn, spte);
             }
         }
     }
