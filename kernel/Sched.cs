@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Hw;
 
 namespace Linux;
@@ -85,12 +86,16 @@ public sealed partial class Kernel
     [Port("include/linux/kernel.h", "might_sleep")]
     public void MightSleep()
     {
-        if (PreemptCount != 0 || HardirqCount != 0)
+        if ((PreemptCount | HardirqCount) != 0)
         {
-            throw new SchedulingWhileAtomicException(
-                $"BUG: {Name}: sleeping function called from invalid context (preempt_count {PreemptCount}, hardirq {HardirqCount})");
+            SleepingWhileAtomic();
         }
     }
+
+    /// <summary>__might_sleep()'s report, out of line so that the check inlines where it is called.</summary>
+    [DoesNotReturn]
+    private void SleepingWhileAtomic() => throw new SchedulingWhileAtomicException(
+        $"BUG: {Name}: sleeping function called from invalid context (preempt_count {PreemptCount}, hardirq {HardirqCount})");
 
     /// <summary>Allocates a task; a guest task gets a register context, a host task a wait point.</summary>
     public TaskStruct AllocTask(string comm, MmStruct? mm)

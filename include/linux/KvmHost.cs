@@ -51,6 +51,9 @@ public sealed class KvmVcpu(Kvm kvm, int vcpuId, X86Cpu cpu)
     /// <summary>Where the vCPU thread sleeps while the vCPU is halted (kvm_vcpu_block).</summary>
     public WaitQueueHead Wq { get; } = new();
 
+    /// <summary>kvm_vcpu_block()'s wake condition, made once per vCPU rather than at every block (the port's, not Linux's: C's wait_event is a macro).</summary>
+    internal Func<bool>? BlockCondition { get; set; }
+
     /// <summary>KVM_REQ_* bits.</summary>
     public long Requests { get; set; }
 

@@ -246,7 +246,7 @@ public sealed partial class Kernel
         MightSleep();
         vcpu.Cpu.Residency.Mark(VcpuState.Halt);
         KvmTrace.Log.kvm_vcpu_block(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, Name);
-        await WaitEvent(vcpu.Wq, () => KvmArchVcpuRunnable(vcpu) || vcpu.StopRequested);
+        await WaitEvent(vcpu.Wq, vcpu.BlockCondition ??= () => KvmArchVcpuRunnable(vcpu) || vcpu.StopRequested);
         KvmTrace.Log.kvm_vcpu_wakeup(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, Name);
         vcpu.Cpu.Residency.Mark(VcpuState.Host);
     }
