@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace Hw;
 
 /// <summary>
@@ -29,9 +32,16 @@ public sealed class IndexedArray<T>(string what)
     {
         get
         {
+            // The hottest read of the model (a guest page-table walk reads RAM and the sptes at
+            // every level): bounds are checked here, once, not again by the array accesses.
             var chunks = _chunks;
             ulong c = index >> ChunkShift;
-            return c < (ulong)chunks.Length && chunks[c] is { } chunk ? chunk[(int)index & ChunkMask] : default!;
+            if (c >= (ulong)chunks.Length)
+            {
+                return default!;
+            }
+            var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunks), (nint)c);
+            return chunk is null ? default! : Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk), (nint)(index & ChunkMask));
         }
         set => At(index) = value;
     }

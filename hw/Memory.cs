@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace Hw;
 
 /// <summary>
@@ -38,26 +41,26 @@ public sealed class PhysicalMemory : IPhysicalMemory
     public int FramesWithContent { get; private set; }
 
     public ulong ReadU64(ulong hpa) =>
-        Existing(hpa >> PageShift) is { } f ? BitConverter.ToUInt64(f, Offset(hpa, 8)) : 0;
+        Existing(hpa >> PageShift) is { } f ? Unsafe.ReadUnaligned<ulong>(ref At(f, Offset(hpa, 8))) : 0;
 
     public void WriteU64(ulong hpa, ulong value)
     {
         var f = Frame(hpa, value != 0);
         if (f is not null)
         {
-            BitConverter.TryWriteBytes(f.AsSpan(Offset(hpa, 8)), value);
+            Unsafe.WriteUnaligned(ref At(f, Offset(hpa, 8)), value);
         }
     }
 
     public uint ReadU32(ulong hpa) =>
-        Existing(hpa >> PageShift) is { } f ? BitConverter.ToUInt32(f, Offset(hpa, 4)) : 0;
+        Existing(hpa >> PageShift) is { } f ? Unsafe.ReadUnaligned<uint>(ref At(f, Offset(hpa, 4))) : 0;
 
     public void WriteU32(ulong hpa, uint value)
     {
         var f = Frame(hpa, value != 0);
         if (f is not null)
         {
-            BitConverter.TryWriteBytes(f.AsSpan(Offset(hpa, 4)), value);
+            Unsafe.WriteUnaligned(ref At(f, Offset(hpa, 4)), value);
         }
     }
 
@@ -102,6 +105,9 @@ public sealed class PhysicalMemory : IPhysicalMemory
         FramesWithContent++;
         return f;
     }
+
+    /// <summary>The byte at <paramref name="offset"/> of a frame; <see cref="Offset"/> has checked that the access fits in it.</summary>
+    private static ref byte At(byte[] frame, int offset) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(frame), offset);
 
     private static int Offset(ulong address, int size)
     {
