@@ -49,10 +49,14 @@ public sealed class IndexedArray<T>(string what)
     /// <summary>The entry at <paramref name="index"/>, to set in place; makes room for it.</summary>
     public ref T At(ulong index)
     {
+        if (index >= (ulong)Array.MaxLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index), $"{what} {index:x} is beyond what the simulation can index");
+        }
         ulong c = index >> ChunkShift;
         if (c >= (ulong)_chunks.Length)
         {
-            Grow(index);
+            Grow(c);
         }
         var chunk = _chunks[c] ??= new T[ChunkEntries];
         Bound = Math.Max(Bound, (c + 1) << ChunkShift);
@@ -66,13 +70,5 @@ public sealed class IndexedArray<T>(string what)
         Bound = 0;
     }
 
-    private void Grow(ulong index)
-    {
-        if (index >= (ulong)Array.MaxLength)
-        {
-            throw new ArgumentOutOfRangeException(nameof(index), $"{what} {index:x} is beyond what the simulation can index");
-        }
-        int needed = (int)(index >> ChunkShift) + 1;
-        Array.Resize(ref _chunks, Math.Max(needed, _chunks.Length * 2));
-    }
+    private void Grow(ulong chunk) => Array.Resize(ref _chunks, Math.Max((int)chunk + 1, _chunks.Length * 2));
 }

@@ -77,6 +77,11 @@ public sealed class PhysicalMemory : IPhysicalMemory
 
     public void PutFrame(ulong pfn, byte[]? content)
     {
+        if (content is not null && content.Length != PageSize)
+        {
+            // Every frame is a whole page: the reads and writes index it without a check of their own.
+            throw new ArgumentException($"frame {pfn:x}: content of {content.Length} bytes, not a page", nameof(content));
+        }
         TakeFrame(pfn);
         if (content is not null)
         {

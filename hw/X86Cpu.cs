@@ -23,12 +23,6 @@ public sealed class X86Cpu
     private long _debt;
     private long _segmentStart = -1;
     private long _segmentLength;
-
-    /// <summary>
-    /// The debt a segment pays first, before the kernel or user computation it is named after: a
-    /// debt followed by a computation is one segment, as the CPU executes them back to back.
-    /// </summary>
-    private long _segmentDebt;
     private SegmentOwner _segmentOwner;
     private int _segmentStores;
     private bool _inStep;
@@ -136,10 +130,8 @@ public sealed class X86Cpu
             switch (_segmentOwner)
             {
                 case SegmentOwner.User:
-                    long debt = Math.Min(elapsed, _segmentDebt);
-                    long user = elapsed - debt;
-                    long stores = ctx.UserKind == OpKind.StoreLoop ? user / ctx.StoreCost : 0;
-                    return new SegmentProgress(ctx, user, debt, stores, stores > 0 && ctx.StoreNeededSwapIn ? 1 : 0);
+                    long stores = ctx.UserKind == OpKind.StoreLoop ? elapsed / ctx.StoreCost : 0;
+                    return new SegmentProgress(ctx, elapsed, 0, stores, stores > 0 && ctx.StoreNeededSwapIn ? 1 : 0);
                 default:
                     return new SegmentProgress(ctx, 0, elapsed, 0, 0);
             }
@@ -399,12 +391,12 @@ public sealed class X86Cpu
             Exit(new VmExit(ExitReason.InterruptWindow, Cpl: Cpl));
             return;
         }
-        var ctx = Current;
         if (_debt > 0)
         {
-            StartDebt(ctx);
+            StartSegment(SegmentOwner.Debt, _debt);
             return;
         }
+        var ctx = Current;
         if (ctx is null)
         {
             return;
@@ -513,46 +505,12 @@ public sealed class X86Cpu
         return false;
     }
 
-    /// <summary>
-    /// Pays the debt. When what comes after it is a computation, kernel or user, the two are one
-    /// segment: nothing is decided where the debt ends (no guest code runs, and an event that
-    /// comes meanwhile cuts the segment as it would cut either part), so the CPU goes on without
-    /// an event of its own there.
-    /// </summary>
-    private void StartDebt(GuestContext? ctx)
-    {
-        if (ctx is not null)
-        {
-            if (ctx.KernelKind == OpKind.Compute)
-            {
-                StartSegment(SegmentOwner.Kernel, ctx.KernelRemaining, _debt);
-                return;
-            }
-            if (ctx.KernelKind == OpKind.None && ctx.HandlerDepth == 0 && ctx.UserKind == OpKind.Compute)
-            {
-                StartSegment(SegmentOwner.User, ctx.UserRemaining, _debt);
-                return;
-            }
-        }
-        StartSegment(SegmentOwner.Debt, _debt);
-    }
-
-    private void StartSegment(SegmentOwner owner, long length, long debt = 0)
+    private void StartSegment(SegmentOwner owner, long length)
     {
         _segmentOwner = owner;
         _segmentStart = _loop.Now;
-        _segmentDebt = debt;
-        _segmentLength = debt + length;
-        _loop.ArmAfter(_segmentEnd, debt + length);
-    }
-
-    /// <summary>Pays the part of the segment's debt that <paramref name="elapsed"/> covers, as kernel time of the context; returns the rest of <paramref name="elapsed"/>.</summary>
-    private long PayDebt(GuestContext ctx, long elapsed)
-    {
-        long paid = Math.Min(elapsed, _segmentDebt);
-        _debt -= paid;
-        ctx.KernelNs += paid;
-        return elapsed - paid;
+        _segmentLength = length;
+        _loop.ArmAfter(_segmentEnd, length);
     }
 
     /// <summary>Stops the segment in flight, keeping the progress it made.</summary>
@@ -576,12 +534,10 @@ public sealed class X86Cpu
                 }
                 break;
             case SegmentOwner.Kernel:
-                elapsed = PayDebt(ctx, elapsed);
                 ctx.KernelRemaining -= elapsed;
                 ctx.KernelNs += elapsed;
                 break;
             case SegmentOwner.User:
-                elapsed = PayDebt(ctx, elapsed);
                 ctx.UserNs += elapsed;
                 if (ctx.UserKind == OpKind.Compute)
                 {
@@ -610,13 +566,12 @@ public sealed class X86Cpu
                 _debt -= _segmentLength;
                 break;
             case SegmentOwner.Kernel:
-                long kernel = PayDebt(ctx, _segmentLength);
-                ctx.KernelNs += kernel;
+                ctx.KernelNs += _segmentLength;
                 ctx.KernelRemaining = 0;
                 CompleteKernel(ctx);
                 break;
             case SegmentOwner.User:
-                ctx.UserNs += PayDebt(ctx, _segmentLength);
+                ctx.UserNs += _segmentLength;
                 if (ctx.UserKind == OpKind.StoreLoop)
                 {
                     RetireStores(ctx, _segmentStores);

@@ -46,7 +46,14 @@ public sealed partial class Kernel
         return page;
     }
 
-    /// <summary>__free_pages(): returns the frame, dropping any content it held.</summary>
+    /// <summary>PAGE_FLAGS_CHECK_AT_FREE, of the flags the port has.</summary>
+    private const PageFlags FlagsCheckAtFree = PageFlags.PG_lru | PageFlags.PG_locked | PageFlags.PG_writeback | PageFlags.PG_swapcache;
+
+    /// <summary>
+    /// __free_pages(): returns the frame, dropping any content it held. As in Linux, a second free
+    /// of a page is caught only while its frame is free: once the frame is handed out again, the
+    /// page is its new owner's.
+    /// </summary>
     [Port("include/linux/gfp.h", "__free_page")]
     public void __FreePage(Page page)
     {
@@ -55,9 +62,11 @@ public sealed partial class Kernel
         {
             throw new InvalidOperationException($"{Name}: double free of {page}");
         }
-        if (page.Mapcount != 0 || page.OnLru is not null)
+        // free_pages_check(): "BUG: Bad page state". A frame keeps its struct page, so a page freed
+        // while still mapped, listed, locked, under writeback or in the swap cache would be handed
+        // to its next owner with those still pointing at it.
+        if (page.Mapcount != 0 || page.OnLru is not null || (page.Flags & FlagsCheckAtFree) != 0)
         {
-            // free_pages_check(): "BUG: Bad page state".
             throw new InvalidOperationException($"{Name}: bad page state: freeing {page}, mapcount {page.Mapcount}{(page.OnLru is null ? "" : ", on an LRU list")}");
         }
         _memMap[page.Pfn] = null;

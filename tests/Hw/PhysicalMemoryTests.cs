@@ -135,4 +135,15 @@ public class PhysicalMemoryTests
 
         Assert.That(() => access(_ram, 0x3000 + offset), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
+
+    [TestCase(16)]
+    [TestCase(PhysicalMemory.PageSize + 8)]
+    public void PutFrame_ContentThatIsNotAPage_IsRefused_AndTheFrameIsLeftAsItWas(int length)
+    {
+        _ram.WriteU64(0x5008, 7);
+
+        Assert.That(() => _ram.PutFrame(5, new byte[length]), Throws.ArgumentException.With.Message.Contains("not a page"));
+        Assert.That(_ram.ReadU64(0x5008), Is.EqualTo(7UL));
+        Assert.That(_ram.ReadU64(0x5FF8), Is.Zero, "the last word of the frame is still inside it");
+    }
 }

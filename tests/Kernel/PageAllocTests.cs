@@ -27,7 +27,7 @@ public sealed class PageAllocTests
         var kernel = Host();
         var page = kernel.AllocPage()!;
         ulong pfn = page.Pfn;
-        page.Set(PageFlags.PG_dirty | PageFlags.PG_swapcache);
+        page.Set(PageFlags.PG_dirty | PageFlags.PG_uptodate | PageFlags.PG_swapbacked);
         page.Private = new SwpEntry(0, 7);
         page.Index = 0x1000;
         page.MemCgroup = new MemCgroup("t", 1 << 20);
@@ -57,5 +57,21 @@ public sealed class PageAllocTests
         var page = kernel.AllocPage()!;
         kernel.__FreePage(page);
         Assert.That(() => kernel.__FreePage(page), Throws.InvalidOperationException.With.Message.Contains("double free"));
+    }
+
+    [TestCase(PageFlags.PG_locked)]
+    [TestCase(PageFlags.PG_writeback)]
+    [TestCase(PageFlags.PG_swapcache)]
+    [TestCase(PageFlags.PG_lru)]
+    public void FreeingAPageThatIsLockedUnderIoOrInTheSwapCache_IsABadPageState(PageFlags flag)
+    {
+        var kernel = Host();
+        var page = kernel.AllocPage()!;
+        page.Set(flag | PageFlags.PG_dirty);
+
+        Assert.That(() => kernel.__FreePage(page), Throws.InvalidOperationException.With.Message.Contains("bad page state"));
+
+        page.Clear(flag);
+        Assert.That(() => kernel.__FreePage(page), Throws.Nothing, "a dirty page may be freed: its content is dropped");
     }
 }
