@@ -132,6 +132,13 @@ public sealed partial class Kernel
         await LockPage(page);
         try
         {
+            if (!page.Test(PageFlags.PG_swapcache) || page.Private != entry)
+            {
+                // Reclaim or try_to_free_swap took the page out of the swap cache while this task
+                // waited for its lock: it may be free now, or another slot's. out_page: the fault
+                // is retried, and finds the slot's page (or reads it) afresh.
+                return ret;
+            }
             if (await mm.PageTable.ReadPte(address) != origPte)
             {
                 return ret; // someone else brought it in

@@ -243,6 +243,34 @@ public sealed class Patch00BaselineTests
     }
 
     [Test]
+    public void DoSwapPage_PageLeavesTheSwapCacheWhileTheFaultWaitsForItsLock_FaultRetriesAndReadsTheSlot()
+    {
+        using var rig = new HostApfRig().Boot();
+        ulong gfn = HostApfRig.Gfn(0);
+        rig.EvictToSwapCache(gfn);
+        var entry = Pgtable.PteToSwpEntry(rig.HostPte(gfn));
+        var cached = rig.Host.LookupSwapCache(entry)!;
+        Assert.That(Kernel.TrylockPage(cached), Is.True, "precondition: the test holds the page's lock");
+        Page? got = null;
+        rig.HostThread("faulter", async self => got = await rig.Host.GetUserPages(self, rig.VmmMm, rig.HvaOf(gfn), write: true));
+        rig.Run(Ms);
+        Assert.That(got, Is.Null, "precondition: the fault waits for the lock");
+
+        // What reclaim does to a clean swap-cache page it holds locked (__remove_mapping); the
+        // page may be freed next, and its frame handed to another owner.
+        rig.Host.DeleteFromSwapCache(cached);
+        rig.Host.UnlockPage(cached);
+        rig.RunUntil(() => got is not null);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(got, Is.Not.SameAs(cached), "do_swap_page does not map a page that left the swap cache");
+            Assert.That(rig.ReadsOf(gfn), Has.Count.EqualTo(1), "the retried fault read the slot");
+            Assert.That(rig.HostPfn(gfn), Is.EqualTo(got!.Pfn), "and mapped what it read");
+        }
+    }
+
+    [Test]
     public void SwapIo_PswpinAndPswpout_CountWhenTheIoIsSubmitted()
     {
         // mm/page_io.c: swap_writepage() and swap_readpage() count PSWPOUT and PSWPIN as they submit
