@@ -182,10 +182,12 @@ public sealed class AppTests
     }
 
     [Test]
-    public void Main_Run_SplitsWallTimeAtTheMeasuredInterval()
+    public void Main_Run_SplitsWallTimeAtTheMeasuredInterval_AndSaysWhatTheCollectorDid()
     {
         (_, string stdout, _) = AppHarness.Invoke("run", "--apf", "off");
-        Assert.That(AppHarness.Lines(stdout), Does.Contain("sim: 31 events, 60.000s simulated, 32 ms wall (boot and prefault 20 ms, measured interval 12 ms)"));
+        var lines = AppHarness.Lines(stdout);
+        Assert.That(lines, Does.Contain("sim: 31 events, 60.000s simulated, 32 ms wall (boot and prefault 20 ms, measured interval 12 ms)"));
+        Assert.That(lines, Does.Contain("gc: 1.5M allocated, 2 collections, 7 ms paused (the process's, during the run)"));
     }
 
     [Test]

@@ -44,7 +44,7 @@ public sealed class FakeRunner
             [.. Enumerable.Range(0, config.Vcpus).Select(i => new VcpuResult(i, quarter, quarter, quarter, config.DurationNs - (3 * quarter)))],
             new HostResult(MajorFaults: 11, SwapReads: 12, SwapWrites: 13, ReclaimedPages: 14, PeakCgroupBytes: 512 * BenchConfig.MiB),
             new ApfResult(NotPresent: config.Apf ? 21 : 0, PageReady: config.Apf ? 20 : 0, WakeAll: 0, SyncFallbacks: 0, MaxOutstanding: config.Apf ? 3 : 0),
-            new SimResult(Events: 31, SimNs: config.DurationNs + 1_000, WallMs: 32, SetupWallMs: 20),
+            new SimResult(Events: 31, SimNs: config.DurationNs + 1_000, WallMs: 32, SetupWallMs: 20) { Gc = new GcFigures(AllocatedBytes: 3 * BenchConfig.MiB / 2, Collections: 2, PauseMs: 7) },
             new TimeShares(WorkThreadsNs: 60, FaultThreadsNs: 10, GuestKernelNs: 30, HostNs: 1, StallNs: 2, HaltNs: 3));
     }
 }

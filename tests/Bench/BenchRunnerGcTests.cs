@@ -21,11 +21,13 @@ public sealed class BenchRunnerGcTests
         BenchRunner.Run(config with { ArrayBytes = 4096, DurationNs = 1_000_000 }); // the JIT's share, out of the count
         int before = GC.CollectionCount(0);
 
-        BenchRunner.Run(config);
+        var result = BenchRunner.Run(config);
 
         // The collection that opens the region is the only one: without the region, the prefault's
         // 60-odd MB start another in the middle of the run.
         Assert.That(GC.CollectionCount(0) - before, Is.EqualTo(1));
+        Assert.That(result.Sim.Gc.Collections, Is.Zero, "none during the run, as the run reports it");
+        Assert.That(result.Sim.Gc.AllocatedBytes, Is.InRange(32L << 20, 128L << 20), "the run's allocations, as it reports them");
         Assert.That(GCSettings.LatencyMode, Is.Not.EqualTo(GCLatencyMode.NoGCRegion));
     }
 

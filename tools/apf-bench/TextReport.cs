@@ -46,6 +46,8 @@ public static class TextReport
             + $"{a.SyncFallbacks} sync fallbacks, {a.MaxOutstanding} max outstanding");
         o.WriteLine($"sim: {r.Sim.Events} events, {Seconds(r.Sim.SimNs)} simulated, {r.Sim.WallMs} ms wall "
             + $"(boot and prefault {r.Sim.SetupWallMs} ms, measured interval {r.Sim.WallMs - r.Sim.SetupWallMs} ms)");
+        GcFigures gc = r.Sim.Gc;
+        o.WriteLine($"gc: {Mebibytes(gc.AllocatedBytes)} allocated, {gc.Collections} collections, {gc.PauseMs} ms paused (the process's, during the run)");
         for (int i = 0; i < r.Workers.Count; i++)
         {
             o.WriteLine($"worker {i}: {r.Workers[i].Counter}");

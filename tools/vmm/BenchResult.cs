@@ -18,9 +18,16 @@ public sealed record ApfResult(long NotPresent, long PageReady, long WakeAll, lo
 /// <summary>
 /// Simulation figures: events processed, all simulated time, wall time. <paramref name="SetupWallMs"/>
 /// is the part of the wall time spent before the measured interval: building the machine, booting
-/// it and bm's prefault of its array.
+/// it and bm's prefault of its array. <see cref="Gc"/> is what the process's garbage collector did
+/// meanwhile; like the wall time it is not in the JSON.
 /// </summary>
-public sealed record SimResult(long Events, long SimNs, long WallMs, long SetupWallMs);
+public sealed record SimResult(long Events, long SimNs, long WallMs, long SetupWallMs)
+{
+    public GcFigures Gc { get; init; }
+}
+
+/// <summary>The process's allocations, collections and their pauses over a run's wall time.</summary>
+public readonly record struct GcFigures(long AllocatedBytes, int Collections, long PauseMs);
 
 /// <summary>Where guest time went on all vCPUs together, ns, over the measured interval (for the closing figures).</summary>
 public sealed record TimeShares(long WorkThreadsNs, long FaultThreadsNs, long GuestKernelNs, long HostNs, long StallNs, long HaltNs);

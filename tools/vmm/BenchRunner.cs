@@ -67,7 +67,7 @@ public static class BenchRunner
     /// Before the clock starts: collects what earlier runs of the process left behind, so that a
     /// run's wall time is its own (the default job's second run, or a benchmark's rounds, would
     /// otherwise pay for the first run's machine), and holds the collector off for the run's
-    /// first <see cref="NoGcBudgetBytes"/> of allocation, which are almost all live until it ends:
+    /// first <see cref="NoGcBudgetBytes"/> of allocation, four fifths of which live until it ends:
     /// collecting them only moves them (GC.TryStartNoGCRegion). A run that allocates more is
     /// collected as usual from there on. False when the process could not enter the region (a
     /// concurrent run holds it, or the collector has no room for the budget).
@@ -111,6 +111,7 @@ public static class BenchRunner
 
     private static BenchResult Simulate(BenchConfig config, IProgress<double>? progress, RunOptions options)
     {
+        var gcAtStart = (Allocated: GC.GetTotalAllocatedBytes(precise: true), Collections: GC.CollectionCount(0), Paused: GC.GetTotalPauseDuration());
         var wall = Stopwatch.StartNew();
         var m = new Machine(config);
         VmmTrace.Log.Run(m);
@@ -164,7 +165,11 @@ public static class BenchRunner
             }
         }
         wall.Stop();
-        return window.Result(workers, new SimResult(m.Loop.EventsProcessed, m.Loop.Now, wall.ElapsedMilliseconds, setupMs));
+        var gc = new GcFigures(
+            GC.GetTotalAllocatedBytes(precise: true) - gcAtStart.Allocated,
+            GC.CollectionCount(0) - gcAtStart.Collections,
+            (long)(GC.GetTotalPauseDuration() - gcAtStart.Paused).TotalMilliseconds);
+        return window.Result(workers, new SimResult(m.Loop.EventsProcessed, m.Loop.Now, wall.ElapsedMilliseconds, setupMs) { Gc = gc });
     }
 
     /// <summary>Simulated time one <see cref="EventLoop.Run"/> call may advance.</summary>
