@@ -68,7 +68,7 @@ public static class BenchRunner
     /// run's wall time is its own (the default job's second run, or a benchmark's rounds, would
     /// otherwise pay for the first run's machine), and holds the collector off for the run's
     /// first <see cref="NoGcBudgetBytes"/> of allocation, four fifths of which live until it ends:
-    /// collecting them only moves them (GC.TryStartNoGCRegion). A run that allocates more is
+    /// collecting them mostly moves them (GC.TryStartNoGCRegion). A run that allocates more is
     /// collected as usual from there on. False when the process could not enter the region (a
     /// concurrent run holds it, or the collector has no room for the budget).
     /// </summary>
