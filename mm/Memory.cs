@@ -26,10 +26,15 @@ public sealed partial class Kernel
     /// <summary>PGFAULT.</summary>
     public long PgFault { get; private set; }
 
-    /// <summary>handle_mm_fault() → handle_pte_fault(): resolves a fault at <paramref name="address"/>. May sleep.</summary>
-    /// <remarks>With FAULT_FLAG_MINOR (patch 6) it never sleeps: a fault that would need I/O, or a wait for I/O, fails.</remarks>
+    /// <summary>handle_mm_fault(): resolves a fault at <paramref name="address"/>. May sleep.</summary>
+    /// <remarks>
+    /// With FAULT_FLAG_MINOR (patch 6) it never sleeps: a fault that would need I/O, or a wait for I/O, fails.
+    /// Not an async method: when the walk to the pte touches no unmapped table page (nearly
+    /// always) it goes straight on to handle_pte_fault and returns that task, so that a fault
+    /// that sleeps does not suspend one frame more.
+    /// </remarks>
     [Port("mm/memory.c", "handle_mm_fault", Patches = [0, 6])]
-    public async SimTask<int> HandleMmFault(MmStruct mm, VmAreaStruct vma, ulong address, int flags)
+    public SimTask<int> HandleMmFault(MmStruct mm, VmAreaStruct vma, ulong address, int flags)
     {
         ArgumentNullException.ThrowIfNull(mm);
         if ((flags & VmFault.FAULT_FLAG_MINOR) == 0)
@@ -37,14 +42,29 @@ public sealed partial class Kernel
             MightSleep();
         }
         PgFault++;
+        return mm.PageTable.PeekPte(address) is { } entry
+            ? HandlePteFault(mm, vma, address, entry, flags)
+            : HandleMmFaultWalking(mm, vma, address, flags);
+    }
+
+    /// <summary>handle_mm_fault() whose walk to the pte has a table page to touch first.</summary>
+    private async SimTask<int> HandleMmFaultWalking(MmStruct mm, VmAreaStruct vma, ulong address, int flags)
+    {
         ulong entry = await mm.PageTable.ReadPte(address);
+        return await HandlePteFault(mm, vma, address, entry, flags);
+    }
+
+    /// <summary>handle_pte_fault(): a first touch, a swapped-out page, or a fault someone else resolved meanwhile.</summary>
+    [Port("mm/memory.c", "handle_pte_fault")]
+    private SimTask<int> HandlePteFault(MmStruct mm, VmAreaStruct vma, ulong address, ulong entry, int flags)
+    {
         if (Pgtable.PteNone(entry))
         {
-            return await DoAnonymousPage(mm, vma, address, flags);
+            return DoAnonymousPage(mm, vma, address, flags);
         }
         if (!Pgtable.PtePresent(entry))
         {
-            return await DoSwapPage(mm, address, entry, flags);
+            return DoSwapPage(mm, address, entry, flags);
         }
         return 0; // mapped meanwhile (a spurious fault)
     }
@@ -91,18 +111,17 @@ public sealed partial class Kernel
     }
 
     /// <summary>clear_user_highpage(): zeroes a new page. In a guest that is a store to the frame, which the host sees.</summary>
+    /// <remarks>Not an async method: the store is its last step, so it returns the CPU's task for it.</remarks>
     [Port("include/linux/highmem.h", "clear_user_highpage")]
-    private async SimTask ClearUserHighpage(Page page)
+    private SimTask ClearUserHighpage(Page page)
     {
         MightSleep();
         if (Current.Context is { } ctx)
         {
-            await ctx.Touch(page.Pfn << Pgtable.PAGE_SHIFT);
+            return ctx.Touch(page.Pfn << Pgtable.PAGE_SHIFT);
         }
-        else
-        {
-            Current.HostWorkNs += Costs.HostAnonPageNs;
-        }
+        Current.HostWorkNs += Costs.HostAnonPageNs;
+        return SimTask.CompletedTask;
     }
 
     /// <summary>do_swap_page(): brings a swapped page back, reading it if it is not in the swap cache.</summary>

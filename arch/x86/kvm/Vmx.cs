@@ -7,17 +7,19 @@ namespace Linux;
 public sealed partial class Kernel
 {
     /// <summary>vmx_vcpu_run(): enters the guest after the thread's pending host work, and returns at the next exit.</summary>
+    /// <remarks>
+    /// Not an async method: the entry is its last step, so the task it returns is the CPU's own,
+    /// and a vCPU's entry costs no frame of its own. The caller, vcpu_enter_guest, does what
+    /// follows the exit (as Linux's does: <c>++vcpu->stat.exits</c>).
+    /// </remarks>
     [Port("arch/x86/kvm/vmx.c", "vmx_vcpu_run")]
-    private async SimTask<VmExit> VmxVcpuRun(KvmVcpu vcpu, EventInjection? injection)
+    private SimTask<VmExit> VmxVcpuRun(KvmVcpu vcpu, EventInjection? injection)
     {
         MightSleep();
         long hostNs = vcpu.Thread.HostWorkNs;
         KvmTrace.Log.kvm_entry(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, injection?.Vector ?? -1, hostNs, Name);
         vcpu.Thread.HostWorkNs = 0;
-        var exit = await vcpu.Cpu.Enter(hostNs, injection);
-        Current = vcpu.Thread;
-        vcpu.Arch.Exits++;
-        return exit;
+        return vcpu.Cpu.Enter(hostNs, injection);
     }
 
     /// <summary>vmx_complete_interrupts(): an event whose delivery the exit interrupted is queued again.</summary>
@@ -42,17 +44,18 @@ public sealed partial class Kernel
     }
 
     /// <summary>vmx_handle_exit(): dispatches on the exit reason. Returns 1 to re-enter, 0 to return to userspace, &lt;0 on error.</summary>
+    /// <remarks>Not an async method: a handler that sleeps is its last step, so it returns the handler's task.</remarks>
     [Port("arch/x86/kvm/vmx.c", "vmx_handle_exit")]
-    private async SimTask<int> VmxHandleExit(KvmVcpu vcpu, VmExit exit)
+    private SimTask<int> VmxHandleExit(KvmVcpu vcpu, VmExit exit)
     {
         MightSleep();
         KvmTrace.Log.kvm_exit(TraceRunId, vcpu.Kvm.Id, vcpu.VcpuId, Now, exit.Reason, (long)(exit.Reason == ExitReason.EptViolation ? exit.GuestPhysical : exit.GuestLinear), exit.Cpl, Name);
         switch (exit.Reason)
         {
             case ExitReason.EptViolation:
-                return await HandleEptViolation(vcpu, exit);
+                return HandleEptViolation(vcpu, exit);
             case ExitReason.ExceptionNmi:
-                return await HandleException(vcpu, exit);
+                return HandleException(vcpu, exit);
             case ExitReason.Hlt:
                 return HandleHalt(vcpu);
             case ExitReason.InterruptWindow:

@@ -66,6 +66,8 @@ public sealed partial class Kernel
         KvmInjectApicTimerIrqs(vcpu);
         var injection = InjectPendingEvent(vcpu);
         var exit = await VmxVcpuRun(vcpu, injection);
+        Current = vcpu.Thread;
+        vcpu.Arch.Exits++;
         VmxCompleteInterrupts(vcpu, exit);
         // Whatever time passes inside the handler is the vCPU thread asleep (its non-sleeping work
         // is paid before the next entry), so it counts as stalled.
