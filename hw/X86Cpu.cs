@@ -19,6 +19,7 @@ public sealed class X86Cpu
     private readonly SimTimer _exitTimer;
     private readonly ExitSource _exitSource = new();
     private readonly Tlb _tlb = new();
+    private ITranslationRoot? _root;
 
     private long _debt;
     private long _segmentStart = -1;
@@ -87,8 +88,23 @@ public sealed class X86Cpu
 
     // ---- VMX state, owned by the host ----------------------------------------------------
 
-    /// <summary>The MMU root walked in guest mode (EPT or shadow); set by KVM before entry.</summary>
-    public ITranslationRoot? Root { get; set; }
+    /// <summary>The MMU root walked in guest mode (EPT or shadow); set by KVM before entry. A new root flushes the paging-structure cache.</summary>
+    public ITranslationRoot? Root
+    {
+        get => _root;
+        set
+        {
+            _root = value;
+            PagingCache.Flush();
+        }
+    }
+
+    /// <summary>
+    /// The upper levels of the guest's page tables, as walks since the last TLB flush found them
+    /// (<see cref="PagingStructureCache"/>): the CPU's walks use it, and so do the guest kernel's
+    /// software walks of its own tables.
+    /// </summary>
+    public PagingStructureCache PagingCache { get; } = new();
 
     /// <summary>Handler of MSR, CPUID and APIC exits.</summary>
     public IInlineExitHandler? InlineExits { get; set; }
@@ -175,6 +191,7 @@ public sealed class X86Cpu
     public void FlushTlb()
     {
         _tlb.Flush();
+        PagingCache.Flush();
         RecheckStoreRun();
     }
 
@@ -253,6 +270,7 @@ public sealed class X86Cpu
     public void Invlpg(ulong gva)
     {
         _tlb.Remove(gva >> PhysicalMemory.PageShift);
+        PagingCache.Flush();
         RecheckStoreRun();
     }
 
@@ -674,7 +692,7 @@ public sealed class X86Cpu
         {
             return Walk.Hit;
         }
-        var root = Root ?? throw new InvalidOperationException($"vCPU {Id}: guest mode without an MMU root");
+        var root = _root ?? throw new InvalidOperationException($"vCPU {Id}: guest mode without an MMU root");
         ulong hpa;
         if (!root.TwoDimensional)
         {
@@ -686,8 +704,22 @@ public sealed class X86Cpu
             _tlb.Add(page);
             return Walk.Hit;
         }
-        ulong table = Cr3 & PteFrameMask;
-        for (int level = 3; level >= 0; level--)
+        ulong pgd = Cr3 & PteFrameMask;
+        ulong table = pgd;
+        int level = 3;
+        bool upperWrite = true;
+        bool upperUser = true;
+        if (PagingCache.TryLookup(pgd, gva, out ulong leafTable, out bool cachedWrite, out bool cachedUser))
+        {
+            if ((write && !cachedWrite) || (user && !cachedUser))
+            {
+                error |= PfErr.Present;
+                return Walk.GuestFault;
+            }
+            table = leafTable;
+            level = 0;
+        }
+        for (; level >= 0; level--)
         {
             ulong entryGpa = table + (((gva >> (PhysicalMemory.PageShift + (9 * level))) & 511) * 8);
             if (!root.TryTranslate(entryGpa, false, out hpa))
@@ -706,6 +738,15 @@ public sealed class X86Cpu
                 return Walk.GuestFault;
             }
             table = pte & PteFrameMask;
+            if (level > 0)
+            {
+                upperWrite &= (pte & 2) != 0;
+                upperUser &= (pte & 4) != 0;
+                if (level == 1)
+                {
+                    PagingCache.Fill(pgd, gva, table, upperWrite, upperUser);
+                }
+            }
         }
         ulong gpa = table | (gva & (PhysicalMemory.PageSize - 1));
         if (!root.TryTranslate(gpa, write, out hpa))

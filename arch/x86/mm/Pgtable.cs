@@ -121,10 +121,20 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
         Unmapped,
     }
 
-    /// <summary>Reads the PGD, PUD and PMD entries for <paramref name="address"/> through the CPU, touching nothing.</summary>
+    /// <summary>
+    /// Reads the PGD, PUD and PMD entries for <paramref name="address"/> through the CPU, touching
+    /// nothing; what a walk since the CPU's last TLB flush found is not read again (the CPU's
+    /// <see cref="X86Cpu.PagingCache"/>, the same three reads).
+    /// </summary>
     private UpperLevels WalkUpperLevels(X86Cpu cpu, ulong address, out ulong table)
     {
+        if (cpu.PagingCache.TryLookup(Pgd, address, out table, out _, out _))
+        {
+            return UpperLevels.Leaf;
+        }
         table = Pgd;
+        bool write = true;
+        bool user = true;
         for (int level = 3; level > 0; level--)
         {
             if (!cpu.TryReadGuestU64(EntryAddress(table, address, level), out ulong entry))
@@ -135,8 +145,11 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
             {
                 return UpperLevels.NotPresent;
             }
+            write &= Pgtable.PteWrite(entry);
+            user &= (entry & Pgtable._PAGE_USER) != 0;
             table = entry & Pgtable.PTE_PFN_MASK;
         }
+        cpu.PagingCache.Fill(Pgd, address, table, write, user);
         return UpperLevels.Leaf;
     }
 
