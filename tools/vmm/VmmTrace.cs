@@ -21,6 +21,7 @@ public sealed class VmmTrace : TracepointSource
     public static readonly VmmTrace Log = new();
 
     private VmmTrace()
+        : base(ProviderName)
     {
     }
 

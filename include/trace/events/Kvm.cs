@@ -27,6 +27,7 @@ public sealed class KvmTrace : TracepointSource
     public static readonly KvmTrace Log = new();
 
     private KvmTrace()
+        : base(ProviderName)
     {
     }
 

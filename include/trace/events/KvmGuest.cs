@@ -16,6 +16,7 @@ public sealed class KvmGuestTrace : TracepointSource
     public static readonly KvmGuestTrace Log = new();
 
     private KvmGuestTrace()
+        : base(ProviderName)
     {
     }
 

@@ -16,6 +16,7 @@ public sealed class SchedTrace : TracepointSource
     public static readonly SchedTrace Log = new();
 
     private SchedTrace()
+        : base(ProviderName)
     {
     }
 
