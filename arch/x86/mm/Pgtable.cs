@@ -177,16 +177,44 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
             ulong entry = await ReadEntry(at);
             if (!Pgtable.PtePresent(entry))
             {
-                // pte_alloc: a zeroed page for the next level.
-                var page = kernel.AllocPage() ?? throw new InvalidOperationException("guest out of memory for page tables");
-                ulong newTable = page.Pfn << Pgtable.PAGE_SHIFT;
-                await kernel.Current.Context!.Touch(newTable);
-                entry = newTable | Pgtable._PAGE_TABLE;
-                await WriteEntry(at, entry);
+                entry = await PopulateEntry(at);
             }
             table = entry & Pgtable.PTE_PFN_MASK;
         }
         await WriteEntry(EntryAddress(table, address, 0), pte);
+    }
+
+    /// <summary>
+    /// __pud_alloc() / __pmd_alloc() / __pte_alloc(): a zeroed page for the next level, installed
+    /// in the entry at <paramref name="at"/> unless another thread of the mm installed one while
+    /// this one slept zeroing it; then the new page is freed and the entry found is used. Returns
+    /// the entry. The check and the store happen at one instant, as under page_table_lock.
+    /// </summary>
+    /// <remarks>
+    /// So an upper entry only ever goes from not present to present, which the CPU's
+    /// paging-structure cache relies on (Documentation/deviations.md, X6).
+    /// </remarks>
+    private async SimTask<ulong> PopulateEntry(ulong at)
+    {
+        var page = kernel.AllocPage() ?? throw new InvalidOperationException("guest out of memory for page tables");
+        ulong newTable = page.Pfn << Pgtable.PAGE_SHIFT;
+        var ctx = kernel.Current.Context!;
+        await ctx.Touch(newTable);
+        while (true)
+        {
+            if (ctx.Cpu!.TryReadGuestU64(at, out ulong entry))
+            {
+                if (Pgtable.PtePresent(entry))
+                {
+                    kernel.__FreePage(page); // another thread populated it meanwhile
+                    return entry;
+                }
+                entry = newTable | Pgtable._PAGE_TABLE;
+                ctx.Cpu!.WriteGuestU64(at, entry);
+                return entry;
+            }
+            await ctx.Touch(at);
+        }
     }
 
     public override ulong? PeekPte(ulong address) => TryWalk(address, out ulong pte) ? pte : null;

@@ -1,0 +1,70 @@
+using KvmApf.Guest;
+using KvmApf.Tests.Rigs;
+using Linux;
+
+namespace KvmApf.Tests.Mm;
+
+/// <summary>
+/// __pte_alloc() in the guest: two threads of one mm, on two vCPUs, fault on two pages of a 2 MiB
+/// region that has no page table yet. The first allocates the table and sleeps while its frame is
+/// zeroed (the store exits to the host); a second that faults meanwhile finds the PMD entry still
+/// empty, allocates a table of its own, and must then find the first one installed, free its own
+/// and use that. Swept over the second thread's start, so that some runs overlap the two
+/// allocations: in every run both pages stay mapped and one table page is used.
+/// </summary>
+[TestFixture]
+[Category("kernel")]
+public class PteAllocTests
+{
+    private const ulong TwoMiB = 2UL << 20;
+
+    [Test]
+    public void TwoThreadsPopulatingOnePmdEntry_BothPagesStayMapped_AndOneTableIsKept()
+    {
+        for (long delay = 0; delay <= 8_000; delay += 250)
+        {
+            var run = Run(delay);
+            Assert.That(run.Mapped, Is.EqualTo((true, true)), $"second thread {delay} ns late: both pages mapped");
+            Assert.That(run.PagesUsed, Is.EqualTo(3), $"second thread {delay} ns late: one table page and the two data pages");
+        }
+    }
+
+    private static ((bool, bool) Mapped, long PagesUsed) Run(long delay)
+    {
+        var rig = new GuestApfRig(new GuestApfRigOptions { Vcpus = 2, MemLimitBytes = 512 * MiB });
+        var start = new PthreadBarrier(2);
+        var done = new PthreadBarrier(2);
+        var exit = new PthreadBarrier(2);
+        (bool, bool) mapped = default;
+        long pagesUsed = 0;
+        rig.Start(async (r, self) =>
+        {
+            ulong buf = await r.Libc.Malloc(8 * TwoMiB);
+            await self.Context!.Store(buf); // the upper levels of the region's gigabyte exist from here on
+            ulong region = ((buf + TwoMiB - 1) & ~(TwoMiB - 1)) + TwoMiB;
+            ulong first = region;
+            ulong second = region + 4096;
+            await r.Libc.PthreadCreate("second", async t =>
+            {
+                await r.Libc.PthreadBarrierWait(start);
+                if (delay > 0)
+                {
+                    await t.Context!.Compute(delay);
+                }
+                await t.Context!.Store(second);
+                await r.Libc.PthreadBarrierWait(done);
+                await r.Libc.PthreadBarrierWait(exit); // exiting frees its stack: not before the count
+            });
+            long before = r.Guest.NrUsedPages;
+            await r.Libc.PthreadBarrierWait(start);
+            await self.Context!.Store(first);
+            await r.Libc.PthreadBarrierWait(done);
+            pagesUsed = r.Guest.NrUsedPages - before;
+            var pt = self.Mm!.PageTable;
+            mapped = (Pgtable.PtePresent(pt.PeekPte(first) ?? 0), Pgtable.PtePresent(pt.PeekPte(second) ?? 0));
+            await r.Libc.PthreadBarrierWait(exit);
+        });
+        rig.RunUntilFinished(60_000_000_000);
+        return (mapped, pagesUsed);
+    }
+}
