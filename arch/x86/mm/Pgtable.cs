@@ -194,6 +194,7 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
     /// So an upper entry only ever goes from not present to present, which the CPU's
     /// paging-structure cache relies on (Documentation/deviations.md, X6).
     /// </remarks>
+    [Port("mm/memory.c", "__pte_alloc")]
     private async SimTask<ulong> PopulateEntry(ulong at)
     {
         var page = kernel.AllocPage() ?? throw new InvalidOperationException("guest out of memory for page tables");
