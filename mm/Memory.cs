@@ -96,14 +96,14 @@ public sealed partial class Kernel
         }
         await ClearUserHighpage(page);
         page.Set(PageFlags.PG_uptodate);
-        if (!Pgtable.PteNone(await mm.PageTable.ReadPte(address)))
+        if (!Pgtable.PteNone(await mm.PageTable.ReadPte(address))
+            || !await mm.PageTable.SetPteIfSame(address, 0, Pgtable.MkPte(page.Pfn, vma.Write)))
         {
-            // Someone else mapped it while we slept.
+            // Someone else mapped it while we slept (zeroing the page, or allocating a table for it).
             MemCgroupUnchargePage(page);
             __FreePage(page);
             return 0;
         }
-        await mm.PageTable.WritePte(address, Pgtable.MkPte(page.Pfn, vma.Write));
         PageAddAnonRmap(page, mm, address);
         LruCacheAddLru(page);
         MarkPageAccessed(page);
@@ -166,12 +166,14 @@ public sealed partial class Kernel
             {
                 return VmFault.VM_FAULT_SIGBUS;
             }
-            ulong pte = Pgtable.MkPte(page.Pfn, write);
+            if (!await mm.PageTable.SetPteIfSame(address, origPte, Pgtable.MkPte(page.Pfn, write)))
+            {
+                return ret; // someone else brought it in while the walk slept
+            }
             if (write)
             {
-                page.Set(PageFlags.PG_dirty);
+                page.Set(PageFlags.PG_dirty); // pte_mkdirty
             }
-            await mm.PageTable.WritePte(address, pte);
             PageAddAnonRmap(page, mm, address);
             SwapFree(entry);
             Current.HostWorkNs += Costs.HostFaultNs;

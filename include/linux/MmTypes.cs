@@ -104,8 +104,14 @@ public abstract class PageTable
     /// <summary>The PTE for <paramref name="address"/>, or 0 when there is none. May sleep (a guest touching its tables).</summary>
     public abstract SimTask<ulong> ReadPte(ulong address);
 
-    /// <summary>Sets the PTE for <paramref name="address"/>, allocating table pages as needed.</summary>
-    public abstract SimTask WritePte(ulong address, ulong pte);
+    /// <summary>
+    /// pte_offset_map_lock(), then <c>pte_same()</c> and set_pte_at() under the PTE lock: sets the
+    /// PTE for <paramref name="address"/> to <paramref name="pte"/> if it is still
+    /// <paramref name="expected"/>, allocating table pages as needed. The comparison and the store
+    /// happen at one instant, after any sleep the walk needed; false (nothing written) if another
+    /// thread changed the PTE meanwhile.
+    /// </summary>
+    public abstract SimTask<bool> SetPteIfSame(ulong address, ulong expected, ulong pte);
 
     /// <summary>The PTE without sleeping, or null if that would need a sleep (gup_fast's lockless walk).</summary>
     public abstract ulong? PeekPte(ulong address);

@@ -5,12 +5,15 @@ using Linux;
 namespace KvmApf.Tests.Mm;
 
 /// <summary>
-/// __pte_alloc() in the guest: two threads of one mm, on two vCPUs, fault on two pages of a 2 MiB
-/// region that has no page table yet. The first allocates the table and sleeps while its frame is
-/// zeroed (the store exits to the host); a second that faults meanwhile finds the PMD entry still
-/// empty, allocates a table of its own, and must then find the first one installed, free its own
-/// and use that. Swept over the second thread's start, so that some runs overlap the two
-/// allocations: in every run both pages stay mapped and one table page is used.
+/// Two threads of one mm, on two vCPUs, fault in a 2 MiB region that has no page table yet; each
+/// sleeps while a frame it allocated is zeroed (the store exits to the host), so the two faults
+/// overlap in some runs of a sweep over the second thread's start.
+/// <list type="bullet">
+/// <item>On two pages (__pte_alloc): the second to allocate a table finds the first one's
+/// installed, frees its own and uses that one; both pages stay mapped, one table page is used.</item>
+/// <item>On one page (do_anonymous_page's <c>pte_none</c> under the PTE lock): the second to get
+/// there finds the PTE set, frees its page and returns; one data page is used.</item>
+/// </list>
 /// </summary>
 [TestFixture]
 [Category("kernel")]
@@ -23,13 +26,24 @@ public class PteAllocTests
     {
         for (long delay = 0; delay <= 8_000; delay += 250)
         {
-            var run = Run(delay);
+            var run = Run(delay, secondPageOffset: 4096);
             Assert.That(run.Mapped, Is.EqualTo((true, true)), $"second thread {delay} ns late: both pages mapped");
             Assert.That(run.PagesUsed, Is.EqualTo(3), $"second thread {delay} ns late: one table page and the two data pages");
         }
     }
 
-    private static ((bool, bool) Mapped, long PagesUsed) Run(long delay)
+    [Test]
+    public void TwoThreadsFaultingOnOnePage_ThePageStaysMapped_AndOneDataPageIsKept()
+    {
+        for (long delay = 0; delay <= 8_000; delay += 250)
+        {
+            var run = Run(delay, secondPageOffset: 0);
+            Assert.That(run.Mapped, Is.EqualTo((true, true)), $"second thread {delay} ns late: the page is mapped");
+            Assert.That(run.PagesUsed, Is.EqualTo(2), $"second thread {delay} ns late: one table page and one data page");
+        }
+    }
+
+    private static ((bool, bool) Mapped, long PagesUsed) Run(long delay, ulong secondPageOffset)
     {
         var rig = new GuestApfRig(new GuestApfRigOptions { Vcpus = 2, MemLimitBytes = 512 * MiB });
         var start = new PthreadBarrier(2);
@@ -43,7 +57,7 @@ public class PteAllocTests
             await self.Context!.Store(buf); // the upper levels of the region's gigabyte exist from here on
             ulong region = ((buf + TwoMiB - 1) & ~(TwoMiB - 1)) + TwoMiB;
             ulong first = region;
-            ulong second = region + 4096;
+            ulong second = region + secondPageOffset;
             await r.Libc.PthreadCreate("second", async t =>
             {
                 await r.Libc.PthreadBarrierWait(start);

@@ -19,10 +19,14 @@ public sealed class SoftPageTable : PageTable
 
     public override SimTask<ulong> ReadPte(ulong address) => Pte(address);
 
-    public override SimTask WritePte(ulong address, ulong pte)
+    public override SimTask<bool> SetPteIfSame(ulong address, ulong expected, ulong pte)
     {
+        if (Pte(address) != expected)
+        {
+            return false;
+        }
         PokePte(address, pte);
-        return SimTask.CompletedTask;
+        return true;
     }
 
     public override ulong? PeekPte(ulong address) => Pte(address);
@@ -82,11 +86,11 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
         TryWalk(address, out ulong pte) ? pte : ReadPteWalking(address);
 
     /// <remarks>
-    /// When every table page on the way is mapped and present the store happens at once;
-    /// otherwise the walk goes level by level, allocating the missing tables.
+    /// When every table page on the way is mapped and present the comparison and the store happen
+    /// at once; otherwise the walk goes level by level, allocating the missing tables.
     /// </remarks>
-    public override SimTask WritePte(ulong address, ulong pte) =>
-        TryWriteMapped(address, pte) ? SimTask.CompletedTask : WritePteWalking(address, pte);
+    public override SimTask<bool> SetPteIfSame(ulong address, ulong expected, ulong pte) =>
+        TrySetMapped(address, expected, pte, out bool written) ? written : SetPteWalking(address, expected, pte);
 
     /// <summary>The walk with no table page to touch: false if one of them is not mapped.</summary>
     private bool TryWalk(ulong address, out ulong pte)
@@ -101,12 +105,33 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
         };
     }
 
-    /// <summary>The store with every table present and mapped: false (and nothing written) otherwise.</summary>
-    private bool TryWriteMapped(ulong address, ulong pte)
+    /// <summary>
+    /// The comparison and store with every table present and mapped (<paramref name="written"/>
+    /// says whether the PTE was still <paramref name="expected"/>); false, with nothing read or
+    /// written, if a table page is missing or not mapped.
+    /// </summary>
+    private bool TrySetMapped(ulong address, ulong expected, ulong pte, out bool written)
     {
         var cpu = kernel.Current.Context!.Cpu!;
+        written = false;
         return WalkUpperLevels(cpu, address, out ulong table) == UpperLevels.Leaf
-            && cpu.TryWriteGuestU64(EntryAddress(table, address, 0), pte);
+            && TrySetEntry(cpu, EntryAddress(table, address, 0), expected, pte, out written);
+    }
+
+    /// <summary>The entry at <paramref name="gpa"/> set to <paramref name="value"/> if it holds <paramref name="expected"/>; false if its page is not mapped.</summary>
+    private static bool TrySetEntry(X86Cpu cpu, ulong gpa, ulong expected, ulong value, out bool written)
+    {
+        written = false;
+        if (!cpu.TryReadGuestU64(gpa, out ulong current))
+        {
+            return false;
+        }
+        if (current == expected)
+        {
+            cpu.WriteGuestU64(gpa, value);
+            written = true;
+        }
+        return true;
     }
 
     private enum UpperLevels
@@ -168,7 +193,7 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
         return await ReadEntry(EntryAddress(table, address, 0));
     }
 
-    private async SimTask WritePteWalking(ulong address, ulong pte)
+    private async SimTask<bool> SetPteWalking(ulong address, ulong expected, ulong pte)
     {
         ulong table = Pgd;
         for (int level = 3; level > 0; level--)
@@ -181,7 +206,14 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
             }
             table = entry & Pgtable.PTE_PFN_MASK;
         }
-        await WriteEntry(EntryAddress(table, address, 0), pte);
+        ulong leaf = EntryAddress(table, address, 0);
+        var ctx = kernel.Current.Context!;
+        bool written;
+        while (!TrySetEntry(ctx.Cpu!, leaf, expected, pte, out written))
+        {
+            await ctx.Touch(leaf);
+        }
+        return written;
     }
 
     /// <summary>
@@ -231,16 +263,5 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
         }
         await ctx.Touch(gpa);
         return ctx.Cpu!.ReadGuestU64(gpa);
-    }
-
-    private async SimTask WriteEntry(ulong gpa, ulong value)
-    {
-        var ctx = kernel.Current.Context!;
-        if (ctx.Cpu!.TryWriteGuestU64(gpa, value))
-        {
-            return;
-        }
-        await ctx.Touch(gpa);
-        ctx.Cpu!.WriteGuestU64(gpa, value);
     }
 }
