@@ -206,14 +206,7 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
             }
             table = entry & Pgtable.PTE_PFN_MASK;
         }
-        ulong leaf = EntryAddress(table, address, 0);
-        var ctx = kernel.Current.Context!;
-        bool written;
-        while (!TrySetEntry(ctx.Cpu!, leaf, expected, pte, out written))
-        {
-            await ctx.Touch(leaf);
-        }
-        return written;
+        return await SetEntry(EntryAddress(table, address, 0), expected, pte);
     }
 
     /// <summary>
@@ -230,29 +223,35 @@ public sealed class X86PageTable(Kernel kernel, ulong pgd) : PageTable
     private async SimTask<ulong> PopulateEntry(ulong at)
     {
         var page = kernel.AllocPage() ?? throw new InvalidOperationException("guest out of memory for page tables");
-        ulong newTable = page.Pfn << Pgtable.PAGE_SHIFT;
-        var ctx = kernel.Current.Context!;
-        await ctx.Touch(newTable);
-        while (true)
+        ulong entry = (page.Pfn << Pgtable.PAGE_SHIFT) | Pgtable._PAGE_TABLE;
+        await kernel.Current.Context!.Touch(page.Pfn << Pgtable.PAGE_SHIFT);
+        if (await SetEntry(at, 0, entry))
         {
-            if (ctx.Cpu!.TryReadGuestU64(at, out ulong entry))
-            {
-                if (Pgtable.PtePresent(entry))
-                {
-                    kernel.__FreePage(page); // another thread populated it meanwhile
-                    return entry;
-                }
-                entry = newTable | Pgtable._PAGE_TABLE;
-                ctx.Cpu!.WriteGuestU64(at, entry);
-                return entry;
-            }
-            await ctx.Touch(at);
+            return entry;
         }
+        kernel.__FreePage(page); // another thread populated it meanwhile
+        return kernel.Current.Context!.Cpu!.ReadGuestU64(at);
     }
 
     public override ulong? PeekPte(ulong address) => TryWalk(address, out ulong pte) ? pte : null;
 
     public override bool PokePte(ulong address, ulong pte) => false;
+
+    /// <summary>
+    /// The entry at <paramref name="gpa"/> set to <paramref name="value"/> if it holds
+    /// <paramref name="expected"/> (true if it did), its table page touched first if it is not
+    /// mapped; the comparison and the store happen at one instant.
+    /// </summary>
+    private async SimTask<bool> SetEntry(ulong gpa, ulong expected, ulong value)
+    {
+        var ctx = kernel.Current.Context!;
+        bool written;
+        while (!TrySetEntry(ctx.Cpu!, gpa, expected, value, out written))
+        {
+            await ctx.Touch(gpa);
+        }
+        return written;
+    }
 
     private async SimTask<ulong> ReadEntry(ulong gpa)
     {
