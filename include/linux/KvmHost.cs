@@ -54,6 +54,9 @@ public sealed class KvmVcpu(Kvm kvm, int vcpuId, X86Cpu cpu)
     /// <summary>kvm_vcpu_block()'s wake condition, made once per vCPU rather than at every block (the port's, not Linux's: C's wait_event is a macro).</summary>
     internal Func<bool>? BlockCondition { get; set; }
 
+    /// <summary>What vcpu_enter_guest() does after each VM entry (the port's: the frame that waits for the exit, made once).</summary>
+    internal Kernel.EnterGuestFrame EnterGuest { get; set; } = null!;
+
     /// <summary>KVM_REQ_* bits.</summary>
     public long Requests { get; set; }
 

@@ -23,6 +23,7 @@ public sealed partial class Kernel
         KvmCreateLapic(vcpu);
         KvmMmuSetup(vcpu);
         vcpu.Cpu.InlineExits = new KvmInlineExits(this, vcpu);
+        vcpu.EnterGuest = new EnterGuestFrame(this, vcpu);
     }
 
     /// <summary>
@@ -59,23 +60,109 @@ public sealed partial class Kernel
     }
 
     /// <summary>vcpu_enter_guest(): injects what is pending, runs the guest until it exits, handles the exit.</summary>
+    /// <remarks>
+    /// Not an async method: what follows the VM entry is the vCPU's <see cref="EnterGuestFrame"/>,
+    /// the same object at every entry (Documentation/deviations.md, S6).
+    /// </remarks>
     [Port("arch/x86/kvm/x86.c", "vcpu_enter_guest")]
-    private async SimTask<int> VcpuEnterGuest(KvmVcpu vcpu)
+    private SimTask<int> VcpuEnterGuest(KvmVcpu vcpu)
     {
         MightSleep();
         KvmInjectApicTimerIrqs(vcpu);
         var injection = InjectPendingEvent(vcpu);
-        var exit = await VmxVcpuRun(vcpu, injection);
-        Current = vcpu.Thread;
-        vcpu.Arch.Exits++;
-        VmxCompleteInterrupts(vcpu, exit);
-        // Whatever time passes inside the handler is the vCPU thread asleep (its non-sleeping work
-        // is paid before the next entry), so it counts as stalled.
-        vcpu.Cpu.Residency.Mark(VcpuState.Stall);
-        int r = await VmxHandleExit(vcpu, exit);
-        Current = vcpu.Thread;
-        vcpu.Cpu.Residency.Mark(VcpuState.Host);
-        return r;
+        return vcpu.EnterGuest.AfterEntry(VmxVcpuRun(vcpu, injection));
+    }
+
+    /// <summary>
+    /// vcpu_enter_guest() of one vCPU from its VM entry on: waits for the exit, then does what the
+    /// function does with it, in the function's order, and completes with vmx_handle_exit()'s
+    /// result. It is the rest of <see cref="VcpuEnterGuest"/>, written as the continuation of the
+    /// entry instead of the rest of an async method, so that the frame that waits for the exit is
+    /// made once per vCPU rather than once per entry; each step resumes where an <c>await</c> of
+    /// the async method would.
+    /// </summary>
+    internal sealed class EnterGuestFrame : SimTaskSource<int>
+    {
+        private readonly Kernel _kernel;
+        private readonly KvmVcpu _vcpu;
+        private readonly Action _exited;
+        private readonly Action _handled;
+        private SimTask<VmExit>.Awaiter _exit;
+        private SimTask<int>.Awaiter _handler;
+
+        public EnterGuestFrame(Kernel kernel, KvmVcpu vcpu)
+        {
+            _kernel = kernel;
+            _vcpu = vcpu;
+            _exited = Exited;
+            _handled = Handled;
+        }
+
+        /// <summary>The rest of vcpu_enter_guest() after <paramref name="entry"/>, the task of the VM entry.</summary>
+        public SimTask<int> AfterEntry(SimTask<VmExit> entry)
+        {
+            var task = new SimTask<int>(this, Version);
+            _exit = entry.GetAwaiter();
+            if (_exit.IsCompleted)
+            {
+                Exited();
+            }
+            else
+            {
+                _exit.UnsafeOnCompleted(_exited);
+            }
+            return task;
+        }
+
+        /// <summary>The guest has exited: the exit is counted and handled.</summary>
+        private void Exited()
+        {
+            try
+            {
+                var exit = _exit.GetResult();
+                _exit = default;
+                _kernel.Current = _vcpu.Thread;
+                _vcpu.Arch.Exits++;
+                VmxCompleteInterrupts(_vcpu, exit);
+                // Whatever time passes inside the handler is the vCPU thread asleep (its non-sleeping
+                // work is paid before the next entry), so it counts as stalled.
+                _vcpu.Cpu.Residency.Mark(VcpuState.Stall);
+                _handler = _kernel.VmxHandleExit(_vcpu, exit).GetAwaiter();
+                if (!_handler.IsCompleted)
+                {
+                    _handler.UnsafeOnCompleted(_handled);
+                    return;
+                }
+            }
+            catch (Exception e)
+            {
+                SetExceptionCore(e);
+                return;
+            }
+            Handled();
+        }
+
+        /// <summary>The exit handler has returned (perhaps after sleeping): back in the vCPU thread, done.</summary>
+        private void Handled()
+        {
+            int r;
+            try
+            {
+                r = _handler.GetResult();
+                _handler = default;
+            }
+            catch (Exception e)
+            {
+                SetExceptionCore(e);
+                return;
+            }
+            _kernel.Current = _vcpu.Thread;
+            _vcpu.Cpu.Residency.Mark(VcpuState.Host);
+            SetResultCore(r);
+        }
+
+        /// <summary>The vCPU thread resumes inline, as a parent resumes after its child method.</summary>
+        protected override void Continue(Action continuation) => continuation();
     }
 
     /// <summary>
