@@ -1,4 +1,5 @@
 using Hw;
+using KvmApf.Tests.Rigs;
 
 namespace KvmApf.Tests.Hw;
 
@@ -113,7 +114,7 @@ public class PagingStructureCacheTests
 
         public EventLoop Loop { get; } = new();
 
-        public UnmappingRoot Root { get; } = new();
+        public IdentityRoot Root { get; } = new();
 
         public X86Cpu Cpu { get; }
 
@@ -152,21 +153,5 @@ public class PagingStructureCacheTests
         }
 
         public int DeliveryFootprint(X86Cpu cpu, GuestContext ctx, Span<ulong> pages) => 0;
-    }
-
-    /// <summary>Every guest-physical page at the same host address, but those in <see cref="Unmapped"/>.</summary>
-    private sealed class UnmappingRoot : ITranslationRoot
-    {
-        public HashSet<ulong> Unmapped { get; } = [];
-
-        public bool TwoDimensional => true;
-
-        public bool TryTranslate(ulong address, bool write, out ulong hostPhysical) => TryTranslatePhysical(address, out hostPhysical);
-
-        public bool TryTranslatePhysical(ulong gpa, out ulong hostPhysical)
-        {
-            hostPhysical = gpa & ~(ulong)(PhysicalMemory.PageSize - 1);
-            return !Unmapped.Contains(gpa >> PhysicalMemory.PageShift);
-        }
     }
 }

@@ -21,25 +21,17 @@ public class PteAllocTests
 {
     private const ulong TwoMiB = 2UL << 20;
 
-    [Test]
-    public void TwoThreadsPopulatingOnePmdEntry_BothPagesStayMapped_AndOneTableIsKept()
+    /// <param name="secondPageOffset">Where the second thread stores, from the first one's page: 4096 is the next page, 0 the same.</param>
+    /// <param name="pagesUsed">Pages in use afterwards: one table page and a data page per distinct page.</param>
+    [TestCase(4096UL, 3, TestName = "TwoThreadsPopulatingOnePmdEntry_BothPagesStayMapped_AndOneTableIsKept")]
+    [TestCase(0UL, 2, TestName = "TwoThreadsFaultingOnOnePage_ThePageStaysMapped_AndOneDataPageIsKept")]
+    public void TwoThreadsFaultingInAnEmptyRegion_EveryPageStaysMapped_AndNothingLeaks(ulong secondPageOffset, long pagesUsed)
     {
         for (long delay = 0; delay <= 8_000; delay += 250)
         {
-            var run = Run(delay, secondPageOffset: 4096);
-            Assert.That(run.Mapped, Is.EqualTo((true, true)), $"second thread {delay} ns late: both pages mapped");
-            Assert.That(run.PagesUsed, Is.EqualTo(3), $"second thread {delay} ns late: one table page and the two data pages");
-        }
-    }
-
-    [Test]
-    public void TwoThreadsFaultingOnOnePage_ThePageStaysMapped_AndOneDataPageIsKept()
-    {
-        for (long delay = 0; delay <= 8_000; delay += 250)
-        {
-            var run = Run(delay, secondPageOffset: 0);
-            Assert.That(run.Mapped, Is.EqualTo((true, true)), $"second thread {delay} ns late: the page is mapped");
-            Assert.That(run.PagesUsed, Is.EqualTo(2), $"second thread {delay} ns late: one table page and one data page");
+            var run = Run(delay, secondPageOffset);
+            Assert.That(run.Mapped, Is.EqualTo((true, true)), $"second thread {delay} ns late: both stores' pages mapped");
+            Assert.That(run.PagesUsed, Is.EqualTo(pagesUsed), $"second thread {delay} ns late: one table page and one data page per distinct page");
         }
     }
 

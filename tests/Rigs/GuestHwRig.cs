@@ -551,9 +551,15 @@ public sealed class GuestHwRig
     }
 }
 
-/// <summary>An EPT that maps every guest-physical page to the host-physical page of the same address.</summary>
+/// <summary>
+/// An EPT that maps every guest-physical page to the host-physical page of the same address, but
+/// the page frames a test puts in <see cref="Unmapped"/> (as if the host had zapped their sptes).
+/// </summary>
 public sealed class IdentityRoot : ITranslationRoot
 {
+    /// <summary>Guest page frames the EPT does not map: an access to one exits.</summary>
+    public HashSet<ulong> Unmapped { get; } = [];
+
     public bool TwoDimensional => true;
 
     public bool TryTranslate(ulong address, bool write, out ulong hostPhysical) => TryTranslatePhysical(address, out hostPhysical);
@@ -561,6 +567,6 @@ public sealed class IdentityRoot : ITranslationRoot
     public bool TryTranslatePhysical(ulong gpa, out ulong hostPhysical)
     {
         hostPhysical = gpa & ~(ulong)(PhysicalMemory.PageSize - 1);
-        return true;
+        return Unmapped.Count == 0 || !Unmapped.Contains(gpa >> PhysicalMemory.PageShift);
     }
 }
